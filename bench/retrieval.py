@@ -31,8 +31,11 @@ def main() -> None:
     args = _args()
     passages, questions = cmrc.load(args.data)
     kept = sorted(passages)[::2] if args.half else sorted(passages)
-    work = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
-    cmrc.write_passages({n: passages[n] for n in kept}, work / "docs")
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    docs = {n: passages[n] for n in kept}
+    for copy in range(1, args.replicate):  # a bigger store, for latency only
+        docs.update({f"copy{copy}_{n}": passages[n] for n in kept})
+    cmrc.write_passages(docs, work / "docs")
     overrides = {
         "retrieval_mode": args.mode,
         "embeddings_model_name": args.embeddings,
@@ -116,6 +119,19 @@ def _args():
     p.add_argument("--dense-weight", type=float, default=None)
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--half", action="store_true")
+    p.add_argument(
+        "--replicate",
+        type=int,
+        default=1,
+        help="write every passage N times (a store N times bigger, for latency)",
+    )
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="working folder; a store already there is only synced (mode changes "
+        "need no re-ingest)",
+    )
     return p.parse_args()
 
 

@@ -83,6 +83,9 @@ def ingest_cmd(
         bool, typer.Option("--json", help="With --status: print one JSON object.")
     ] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Start the store afresh.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be done; change nothing.")
+    ] = False,
     source: Annotated[Optional[Path], typer.Option("--source", help="Folder to read.")] = None,
     db: Annotated[Optional[Path], typer.Option("--db", help="Store folder.")] = None,
     env_file: EnvOpt = None,
@@ -96,9 +99,9 @@ def ingest_cmd(
     from .ingest import Ingestor
 
     ingestor = Ingestor(settings)
-    report = ingestor.run(progress=_TqdmProgress(), rebuild=rebuild)
+    report = ingestor.run(progress=_TqdmProgress(), rebuild=rebuild, dry_run=dry_run)
     _print_report(report)
-    if report.failed:
+    if report.failed and not dry_run:
         raise typer.Exit(5)
 
 
@@ -126,11 +129,18 @@ def _print_report(report) -> None:
         "removed": "yellow",
         "failed": "red",
         "skipped": "yellow",
+        "to add": "green",
+        "to update": "green",
+        "to remove": "yellow",
     }
-    table = Table(title="Ingest", show_lines=False)
+    title = "Plan (dry run: nothing was changed)" if report.dry_run else "Ingest"
+    table = Table(title=title, show_lines=False)
     for column in ("file", "result", "chunks", "reason"):
         table.add_column(column)
+    quiet = {"unchanged", "added", "updated"} if len(report.results) > 30 else set()
     for r in report.results:
+        if r.status in quiet:
+            continue  # a big folder: list only what needs a look; the counts say the rest
         colour = colours.get(r.status, "")
         table.add_row(
             escape(r.source), f"[{colour}]{r.status}[/]", str(r.chunks or ""), escape(r.reason)
@@ -219,9 +229,23 @@ def ask_cmd(
 
 
 def _one_shot(qa, question: str, as_json: bool, hide_sources: bool) -> None:
+    from .errors import NotFoundError
     from .qa import Timings
 
-    prepared = qa.prepare(question)
+    try:
+        prepared = qa.prepare(question)
+    except NotFoundError as exc:
+        # Not an error of the tool: the answer is "not in your documents" (exit 4).
+        if as_json:
+            print(
+                json.dumps(
+                    {"question": question, "answer": str(exc), "not_found": True, "sources": []},
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            print(exc)
+        raise typer.Exit(exc.exit_code) from None
     timings = Timings()
     pieces = []
     for piece in qa.stream(prepared, timings):
@@ -246,6 +270,7 @@ def answer_json(question: str, answer: str, hits, timings) -> dict:
     return {
         "question": question,
         "answer": answer,
+        "not_found": False,
         "sources": [
             {
                 "file": h.chunk.source,

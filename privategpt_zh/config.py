@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(
         Path("models"), description="Where the embedded default model is assembled."
     )
-    chunk_size: int = Field(300, ge=50, le=8000, description="Chunk size in characters.")
-    chunk_overlap: int = Field(60, ge=0, description="Characters shared by neighbouring chunks.")
+    chunk_size: int = Field(400, ge=50, le=8000, description="Chunk size in characters.")
+    chunk_overlap: int = Field(80, ge=0, description="Characters shared by neighbouring chunks.")
     embeddings_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
     max_new_tokens: int = Field(384, ge=1, description="Most tokens an answer may have.")
     temperature: float = Field(0.2, ge=0.0, le=5.0, description="Sampling temperature.")
@@ -83,13 +83,17 @@ class Settings(BaseSettings):
         "hybrid", description="hybrid (BM25 + vectors), dense (vectors) or lexical (BM25)."
     )
     hybrid_dense_weight: float = Field(
-        0.3, ge=0.0, le=1.0, description="Weight of the vector ranking in hybrid fusion."
+        0.2, ge=0.0, le=1.0, description="Weight of the vector ranking in hybrid fusion."
     )
     not_found_threshold: float = Field(
-        0.0,
+        0.8,
         ge=0.0,
-        description="Below this retrieval score the tool says the documents lack the answer "
-        "instead of asking the model. 0 turns the check off.",
+        description="When the best match's lexical relevance (BM25 / the question's IDF mass) "
+        "is below this, the tool says the documents lack the answer instead of asking the "
+        "model. 0 turns the check off.",
+    )
+    ocr_enabled: bool = Field(
+        True, description="Read images and scanned PDF pages with offline OCR (RapidOCR)."
     )
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Bring the store in line with SOURCE_DIRECTORY: add new files, redo changed ones,
 drop deleted ones, skip what is unchanged.
 
-A file that fails is reported and the others go on; what was stored before is
-never lost because of a bad file.
+Files are parsed and split in worker processes while the main process embeds
+and writes, batch by batch. A file that fails is reported and the others go on;
+what was stored before is never lost because of a bad file or a crash.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +24,15 @@ from typing import Protocol
 from . import loaders
 from .config import Settings
 from .embeddings import Embedder, embedder_id, get_embedder
-from .errors import LoaderError, StoreLockedError
+from .errors import LoaderError, StoreError, StoreLockedError
 from .splitter import ChineseTextSplitter
-from .store import SCHEMA_VERSION, Chunk, DocRecord, Store
+from .store import SCHEMA_VERSION, Chunk, DocRecord, Store, write_failure
 
 log = logging.getLogger(__name__)
 
 SKIPPED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+BATCH = 256  # chunks embedded and written at a time
+BIG_FILE = 32 << 20  # parsed in the main process, streaming, rather than shipped from a worker
 
 
 class Progress(Protocol):
@@ -41,7 +46,7 @@ class Progress(Protocol):
 @dataclass
 class FileResult:
     source: str
-    status: str  # added | updated | unchanged | removed | failed | skipped
+    status: str  # added | updated | unchanged | removed | failed | skipped (dry run: new | ...)
     chunks: int = 0
     reason: str = ""
     chars: int = 0
@@ -51,6 +56,7 @@ class FileResult:
 class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    dry_run: bool = False
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -58,6 +64,14 @@ class IngestReport:
     @property
     def failed(self) -> list[FileResult]:
         return [r for r in self.results if r.status == "failed"]
+
+
+@dataclass
+class _Job:
+    path: Path
+    source: str
+    record: DocRecord
+    old: DocRecord | None
 
 
 def store_settings(settings: Settings, embedder: Embedder) -> dict[str, str]:
@@ -70,7 +84,11 @@ def store_settings(settings: Settings, embedder: Embedder) -> dict[str, str]:
 
 
 def scan(source_dir: Path) -> Iterator[Path]:
-    """Every file under ``source_dir`` that is not hidden or an editor's temp file."""
+    """Every file under ``source_dir`` that is not hidden or an editor's temp file.
+
+    Symlinked folders are not followed (a link loop can't trap us); symlinked
+    files are read like any other.
+    """
     for root, dirs, files in os.walk(source_dir, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -91,21 +109,37 @@ def chunk_id(source: str, index: int, text: str) -> str:
     return hashlib.sha256(f"{source}\0{index}\0{text}".encode()).hexdigest()[:32]
 
 
-def split_file(path: Path, source: str, splitter: ChineseTextSplitter) -> list[Chunk]:
-    chunks: list[Chunk] = []
+def iter_chunks(path: Path, source: str, splitter: ChineseTextSplitter) -> Iterator[Chunk]:
+    index = 0
     for section in loaders.load(path):
         for text in splitter.split(section.text):
-            chunks.append(
-                Chunk(chunk_id(source, len(chunks), text), source, len(chunks), section.page, text)
-            )
-    return chunks
+            yield Chunk(chunk_id(source, index, text), source, index, section.page, text)
+            index += 1
+
+
+def _parse_in_worker(path: str, source: str, size: int, overlap: int) -> list[Chunk] | str:
+    """Runs in a worker process: the file's chunks, or the reason it failed."""
+    try:
+        return list(iter_chunks(Path(path), source, ChineseTextSplitter(size, overlap)))
+    except LoaderError as exc:
+        return str(exc)
+
+
+def _worker_init(ocr_enabled: bool) -> None:
+    from . import formats
+
+    formats.OCR_ENABLED = ocr_enabled
 
 
 @contextmanager
 def store_lock(directory: Path) -> Iterator[None]:
     """One ingest at a time; a second one is told who holds the store."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".ingest.lock").open("a+") as fh:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_file = (directory / ".ingest.lock").open("a+")
+    except OSError as exc:
+        raise StoreError(write_failure(directory, exc)) from exc
+    with lock_file as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -124,82 +158,183 @@ def store_lock(directory: Path) -> Iterator[None]:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder | None = None, workers: int | None = None
+    ) -> None:
         self.settings = settings
         self.embedder = embedder or get_embedder(
             settings.embeddings_model_name, settings.embeddings_batch_size
         )
         self.splitter = ChineseTextSplitter(settings.chunk_size, settings.chunk_overlap)
+        self.workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+        from . import formats
 
-    def run(self, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
-        directory = self.settings.persist_directory
+        formats.OCR_ENABLED = settings.ocr_enabled
+
+    def run(
+        self, progress: Progress | None = None, rebuild: bool = False, dry_run: bool = False
+    ) -> IngestReport:
         source_dir = self.settings.source_directory
         if not source_dir.is_dir():
             raise LoaderError(
                 f"source folder {source_dir} does not exist: create it and add documents"
             )
         started = time.perf_counter()
-        with store_lock(directory):
-            store = Store(directory, create=True, embedder=self.embedder)
-            if rebuild:
-                store.clear()
+        with store_lock(self.settings.persist_directory):
+            store = Store(self.settings.persist_directory, create=True, embedder=self.embedder)
             try:
-                report = self._sync(store, source_dir, progress)
+                report = self._run(store, source_dir, progress, rebuild, dry_run)
             finally:
                 store.close()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _sync(self, store: Store, source_dir: Path, progress: Progress | None) -> IngestReport:
+    def _run(self, store: Store, source_dir: Path, progress, rebuild: bool, dry_run: bool):
         wanted = store_settings(self.settings, self.embedder)
-        store.check_meta(wanted, "run `python ingest.py --rebuild` to re-embed everything")
+        if rebuild and not dry_run:
+            store.clear()
+        elif not rebuild:
+            store.check_meta(wanted, "run `python ingest.py --rebuild` to re-embed everything")
+        report, jobs, gone = self._plan(store, source_dir, fresh=rebuild, dry_run=dry_run)
+        if dry_run:
+            return _as_plan(report, jobs)
         store.set_meta(wanted)
-        report = IngestReport()
-        known = store.documents()
-        files = list(scan(source_dir))
+        store.discard_staged()
+        if jobs:
+            self.embedder.embed(["warm-up"])  # load the model before the progress bar starts
         if progress:
-            progress.start(len(files))
-        for path in files:
-            source = path.relative_to(source_dir).as_posix()
-            result = self._one(store, path, source, known.pop(source, None))
+            progress.start(len(jobs))
+        for result in self._execute(store, jobs):
             report.results.append(result)
             if progress:
                 progress.file_done(result)
-        for source in sorted(known):  # still in the store, gone from the folder
+        for source in gone:
             store.remove_document(source)
-            report.results.append(FileResult(source, "removed"))
+        store.discard_staged()  # left by a file that failed half-way
         orphans = store.sweep_orphans()
         if orphans:
             log.info("removed %d vectors left by an interrupted ingest", orphans)
         return report
 
-    def _one(self, store: Store, path: Path, source: str, old: DocRecord | None) -> FileResult:
+    # --- planning -------------------------------------------------------------
+
+    def _plan(self, store: Store, source_dir: Path, fresh: bool, dry_run: bool):
+        """Decide what each file needs. Returns (report so far, jobs, removed sources)."""
+        report = IngestReport()
+        known = {} if fresh else store.documents()
+        jobs: list[_Job] = []
+        for path in scan(source_dir):
+            source = path.relative_to(source_dir).as_posix()
+            old = known.pop(source, None)
+            job_or_result = self._classify(store, path, source, old, dry_run)
+            if isinstance(job_or_result, FileResult):
+                report.results.append(job_or_result)
+            else:
+                jobs.append(job_or_result)
+        for source in sorted(known):  # in the store, gone from the folder
+            report.results.append(FileResult(source, "removed", known[source].chunks))
+        return report, jobs, sorted(known)
+
+    def _classify(
+        self, store: Store, path: Path, source: str, old: DocRecord | None, dry_run: bool
+    ) -> _Job | FileResult:
         if path.suffix.lower() not in loaders.LOADERS:
-            return FileResult(
-                source, "skipped", reason=f"unsupported file type {path.suffix or '(none)'}"
-            )
+            kind = path.suffix or "(none)"
+            return FileResult(source, "skipped", reason=f"unsupported file type {kind}")
         try:
             stat = path.stat()
             if old and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                 return FileResult(source, "unchanged", old.chunks)
             digest = file_hash(path)
-            record = DocRecord(source, digest, stat.st_size, stat.st_mtime_ns, 0, 0.0)
-            if old and old.hash == digest:
-                store.touch_document(record)
-                return FileResult(source, "unchanged", old.chunks)
-            chunks = split_file(path, source, self.splitter)
-        except LoaderError as exc:
-            return FileResult(source, "failed", reason=str(exc))
         except OSError as exc:
-            return FileResult(source, "failed", reason=f"could not read the file ({exc.strerror})")
-        if not chunks:
+            return FileResult(source, "failed", reason=_os_reason(exc))
+        record = DocRecord(source, digest, stat.st_size, stat.st_mtime_ns, 0, 0.0)
+        if old and old.hash == digest:
+            if not dry_run:
+                store.touch_document(record)
+            return FileResult(source, "unchanged", old.chunks)
+        return _Job(path, source, record, old)
+
+    # --- doing ----------------------------------------------------------------
+
+    def _execute(self, store: Store, jobs: list[_Job]) -> Iterator[FileResult]:
+        for job, parsed in self._parsed(jobs):
+            yield self._write(store, job, parsed)
+
+    def _parsed(self, jobs: list[_Job]) -> Iterator[tuple[_Job, Iterable[Chunk] | str]]:
+        """Each job with its chunks (or failure reason), parsed ahead in worker processes."""
+        small = [j for j in jobs if j.record.size < BIG_FILE]
+        if self.workers < 2 or len(small) < 4:
+            for job in jobs:
+                yield job, self._lazy_chunks(job)
+            return
+        context = multiprocessing.get_context("spawn")  # forking a process that holds torch hangs
+        with ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(self.settings.ocr_enabled,),
+        ) as pool:
+            pending: dict[int, Future] = {}
+            ahead = self.workers * 2  # bounded: parsed-but-unwritten files stay few
+            for n, job in enumerate(jobs):
+                for m in range(n, min(n + ahead, len(jobs))):
+                    if m not in pending and jobs[m].record.size < BIG_FILE:
+                        pending[m] = pool.submit(
+                            _parse_in_worker,
+                            str(jobs[m].path),
+                            jobs[m].source,
+                            self.settings.chunk_size,
+                            self.settings.chunk_overlap,
+                        )
+                future = pending.pop(n, None)
+                yield job, (future.result() if future else self._lazy_chunks(job))
+
+    def _lazy_chunks(self, job: _Job) -> Iterable[Chunk]:
+        return iter_chunks(job.path, job.source, self.splitter)
+
+    def _write(self, store: Store, job: _Job, parsed: Iterable[Chunk] | str) -> FileResult:
+        if isinstance(parsed, str):
+            return FileResult(job.source, "failed", reason=parsed)
+        count = chars = 0
+        try:
+            for batch in _batches(parsed, BATCH):
+                store.stage(batch)
+                count += len(batch)
+                chars += sum(len(c.text) for c in batch)
+        except LoaderError as exc:
+            return FileResult(job.source, "failed", reason=str(exc))
+        if not count:
             return FileResult(
-                source, "failed", reason="no text found (a scanned PDF or an empty file?)"
+                job.source, "failed", reason="no text found (an empty file or a scanned PDF?)"
             )
-        store.put_document(record, chunks)
-        return FileResult(
-            source,
-            "updated" if old else "added",
-            len(chunks),
-            chars=sum(len(c.text) for c in chunks),
-        )
+        store.commit_document(job.record)
+        return FileResult(job.source, "updated" if job.old else "added", count, chars=chars)
+
+
+def _as_plan(report: IngestReport, jobs: list[_Job]) -> IngestReport:
+    """A dry run's report: what a real run would do to each file."""
+    renamed = {"removed": "to remove"}
+    results = [
+        FileResult(r.source, renamed.get(r.status, r.status), r.chunks, r.reason)
+        for r in report.results
+    ]
+    results += [FileResult(j.source, "to update" if j.old else "to add") for j in jobs]
+    return IngestReport(sorted(results, key=lambda r: r.source), dry_run=True)
+
+
+def _batches(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
+    batch: list[Chunk] = []
+    for chunk in chunks:
+        batch.append(chunk)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied: make the file readable"
+    return f"could not read the file ({exc.strerror or exc})"

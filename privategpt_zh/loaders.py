@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LoaderError
+from .errors import LoaderError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def load(path: Path) -> Iterator[Section]:
                 yield Section(text, section.page)
     except LoaderError:
         raise
+    except MissingDependencyError as exc:
+        # Only the files of this format fail; ingest reports them and goes on.
+        raise LoaderError(str(exc)) from exc
+    except RecursionError:
+        raise LoaderError("the file is nested too deeply to read (corrupt?)") from None
     except PermissionError:
         raise LoaderError("permission denied: make the file readable") from None
     except (OSError, MemoryError) as exc:
@@ -186,20 +191,63 @@ def _text_blocks(fh, decoder: codecs.IncrementalDecoder) -> Iterator[Section]:
 # --- PDF ----------------------------------------------------------------------
 
 
+OCR_MIN_CHARS = 20  # a page with less text than this but with an image is a scan
+
+
 @register(".pdf")
 def load_pdf(path: Path) -> Iterator[Section]:
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LAParams, LTTextContainer
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
 
+    found_text = skipped_scans = False
     try:
         # A wider line margin keeps a paragraph's lines in one text box.
         pages = extract_pages(str(path), laparams=LAParams(line_margin=1.0))
         for number, layout in enumerate(pages, start=1):
             boxes = [el.get_text() for el in layout if isinstance(el, LTTextContainer)]
-            yield Section("\n\n".join(unwrap_cjk(box) for box in boxes), page=number)
+            text = "\n\n".join(unwrap_cjk(box) for box in boxes)
+            if len("".join(text.split())) < OCR_MIN_CHARS and _has_image(layout):
+                ocr_text = _ocr_page(path, number)
+                skipped_scans = skipped_scans or ocr_text is None
+                text = ocr_text or text
+            found_text = found_text or bool(text.strip())
+            yield Section(text, page=number)
     except (PDFPasswordIncorrect, PDFEncryptionError):
         raise LoaderError("the PDF is password-protected: save a copy without a password") from None
+    if skipped_scans and not found_text:
+        raise _no_text_layer()
+
+
+def _has_image(layout) -> bool:
+    from pdfminer.layout import LTContainer, LTImage
+
+    stack = [layout]  # figures nest; walk them without recursion
+    while stack:
+        item = stack.pop()
+        if isinstance(item, LTImage):
+            return True
+        if isinstance(item, LTContainer):
+            stack.extend(item)
+    return False
+
+
+def _ocr_page(path: Path, number: int) -> str | None:
+    """OCR text of a scanned page, or None when OCR is off or not installed."""
+    if formats.pdf_ocr_unavailable():
+        return None
+    try:
+        return formats.ocr_pdf_page(path, number)
+    except Exception as exc:  # one unrenderable page must not lose the rest of the PDF
+        log.warning("%s: OCR of page %d failed (%s)", path, number, exc)
+        return ""
+
+
+def _no_text_layer() -> LoaderError:
+    reason = formats.pdf_ocr_unavailable()
+    if reason in (formats.OCR_OFF_REASON, formats.OCR_MISSING_REASON):
+        reason = "turn on OCR_ENABLED or install rapidocr-onnxruntime"
+    return LoaderError(f"no text layer (a scanned PDF): {reason}")
 
 
 # --- DOCX ---------------------------------------------------------------------
@@ -208,18 +256,76 @@ def load_pdf(path: Path) -> Iterator[Section]:
 @register(".docx")
 def load_docx(path: Path) -> Iterator[Section]:
     import docx
+
+    formats.check_package(path, "DOCX")
+    document = docx.Document(str(path))
+    yield Section("\n".join(_docx_header_footer_lines(document, "header")))
+    yield Section("\n".join(_block_lines(document.element.body, document)))
+    yield Section("\n".join(_docx_header_footer_lines(document, "footer")))
+    yield Section("\n".join(_docx_note_lines(document)))
+
+
+def _block_lines(container, parent) -> list[str]:
+    """Paragraphs and tables in document order; content controls (w:sdt) opened up."""
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
-    document = docx.Document(str(path))
     lines: list[str] = []
-    for child in document.element.body.iterchildren():
+    stack = list(reversed(list(container.iterchildren())))
+    while stack:
+        child = stack.pop()
         tag = child.tag.rsplit("}", 1)[-1]
         if tag == "p":
-            lines.append(Paragraph(child, document).text)
+            lines.append(Paragraph(child, parent).text)
         elif tag == "tbl":
-            lines.extend(_table_lines(Table(child, document)))
-    yield Section("\n".join(lines))
+            lines.extend(_table_lines(Table(child, parent)))
+        elif tag in ("sdt", "sdtContent", "customXml"):
+            stack.extend(reversed(list(child.iterchildren())))
+    return lines
+
+
+def _docx_header_footer_lines(document, kind: str) -> list[str]:
+    """Each distinct header (or footer) once, however many sections repeat it."""
+    seen: set[str] = set()
+    lines: list[str] = []
+    for section in document.sections:
+        for variant in (f"first_page_{kind}", kind, f"even_page_{kind}"):
+            part = getattr(section, variant)
+            # A linked one has no content of its own; reading it would create one.
+            if part.is_linked_to_previous:
+                continue
+            text = "\n".join(_block_lines(part._element, part)).strip()
+            if text and text not in seen:
+                seen.add(text)
+                lines.append(text)
+    return lines
+
+
+_NOTE_PARTS = {
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/footnotes": "footnote",
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/endnotes": "endnote",
+}
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _docx_note_lines(document) -> list[str]:
+    """Footnotes and endnotes: python-docx doesn't read them, so parse their parts."""
+    lines: list[str] = []
+    for rel in document.part.rels.values():
+        kind = _NOTE_PARTS.get(rel.reltype)
+        if kind is None or rel.is_external:
+            continue
+        root = formats.safe_xml(rel.target_part.blob)
+        for note in root.iter(f"{_W}{kind}"):
+            if note.get(f"{_W}type") not in (None, "normal"):
+                continue  # separator and continuation marks
+            paragraphs = [
+                "".join(t.text or "" for t in p.iter(f"{_W}t")) for p in note.iter(f"{_W}p")
+            ]
+            text = " ".join(p.strip() for p in paragraphs if p.strip())
+            if text:
+                lines.append(f"[{note.get(f'{_W}id')}] {text}")
+    return lines
 
 
 def _table_lines(table) -> list[str]:
@@ -275,3 +381,6 @@ def unwrap_cjk(box: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+from . import formats  # noqa: E402,F401  (registers more loaders)

@@ -16,6 +16,8 @@ OFFLINE_ENV = {
     "ANONYMIZED_TELEMETRY": "False",  # chromadb's posthog telemetry
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "TRANSFORMERS_VERBOSITY": "error",  # no "Loading weights" bars in our output
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 
 

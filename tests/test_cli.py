@@ -117,3 +117,14 @@ def test_repl_answers_shows_sources_and_exits(docs, tmp_path, model_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("肉羊.txt") >= 2  # after the answer and for /sources
     assert "对话已清空" in proc.stdout
+
+
+def test_question_the_documents_cannot_answer_exits_4(docs, tmp_path):
+    assert _run([str(ROOT / "ingest.py")], tmp_path).returncode == 0
+    proc = _run([str(ROOT / "ask.py"), "火星上有液态水吗？"], tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert "资料中没有" in proc.stdout  # said in the question's language, as the answer
+    proc = _run([str(ROOT / "ask.py"), "--json", "Is there liquid water on Mars?"], tmp_path)
+    assert proc.returncode == 4
+    data = json.loads(proc.stdout)
+    assert data["not_found"] is True and "do not contain" in data["answer"]

@@ -106,3 +106,67 @@ def test_real_embedding_model_end_to_end(docs, settings_for):
     store = Store(settings.persist_directory)
     assert store.meta()["embedding_model"] == "default:all-MiniLM-L6-v2"
     assert store.vector_count() == store.chunk_count() > 0
+
+
+def test_dry_run_plans_and_changes_nothing(docs, settings_for):
+    settings = settings_for()
+    plan = Ingestor(settings).run(dry_run=True)
+    assert plan.dry_run and {r.status for r in plan.results} == {"to add"}
+    assert Store(settings.persist_directory).chunk_count() == 0
+    Ingestor(settings).run()
+    (docs / "肉羊.txt").write_text("新内容：蛋鸡光照。", encoding="utf-8")
+    (docs / "奶牛手册.pdf").unlink()
+    plan = _statuses(Ingestor(settings).run(dry_run=True))
+    assert plan == {
+        "肉羊.txt": "to update",
+        "奶牛手册.pdf": "to remove",
+        "生猪 要点.docx": "unchanged",
+    }
+    assert Store(settings.persist_directory).lexical_search("伊维菌素", 1)  # old text still there
+
+
+def test_parallel_parsing_matches_serial(tmp_path, settings_for):
+    src = tmp_path / "source_documents"
+    src.mkdir()
+    for n in range(8):
+        (src / f"doc{n}.txt").write_text(f"第{n}号文件。" + "奶牛养殖要点。" * 30, encoding="utf-8")
+    (src / "bad.docx").write_bytes(b"not a zip")
+    parallel = Ingestor(settings_for(), workers=2).run()
+    serial_settings = settings_for(persist_directory=tmp_path / "db2")
+    serial = Ingestor(serial_settings, workers=1).run()
+    assert _statuses(parallel) == _statuses(serial)
+    assert _statuses(parallel)["bad.docx"] == "failed"
+    a = Store(tmp_path / "db").status()
+    b = Store(tmp_path / "db2").status()
+    assert [(f["source"], f["chunks"]) for f in a["files"]] == [
+        (f["source"], f["chunks"]) for f in b["files"]
+    ]
+
+
+def test_big_file_streams_in_batches(tmp_path, settings_for, monkeypatch):
+    import privategpt_zh.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "BATCH", 7)
+    src = tmp_path / "source_documents"
+    src.mkdir()
+    (src / "big.txt").write_text("".join(f"第{i}段：奶牛乳房炎的预防。\n" for i in range(400)))
+    report = Ingestor(settings_for(chunk_size=100, chunk_overlap=0)).run()
+    store = Store(tmp_path / "db")
+    assert report.results[0].chunks == store.chunk_count() == store.vector_count() > 7
+    assert store.db.execute("SELECT count(*) FROM staging").fetchone()[0] == 0
+
+
+def test_staged_chunks_are_invisible_until_committed(docs, settings_for):
+    from privategpt_zh.embeddings import HashEmbedder
+    from privategpt_zh.store import Chunk
+
+    settings = settings_for()
+    Ingestor(settings).run()
+    store = Store(settings.persist_directory, embedder=HashEmbedder(256))
+    half = Chunk("half-written", "肉羊.txt", 99, None, "半截写入的新内容：鸵鸟养殖")
+    store.stage([half])  # what a crash between stage and commit leaves behind
+    assert store.lexical_search("鸵鸟", 3) == []
+    assert all(h.chunk.id != "half-written" for h in store.dense_search([0.1] * 256, 50))
+    Ingestor(settings).run()  # the next run cleans up
+    assert store.db.execute("SELECT count(*) FROM staging").fetchone()[0] == 0
+    assert store.vector_count() == store.chunk_count()
