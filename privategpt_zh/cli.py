@@ -23,7 +23,7 @@ from .offline import go_offline
 go_offline()  # before anything imports chromadb or huggingface libraries
 
 from .config import Settings, load_settings  # noqa: E402
-from .errors import PrivateGPTError  # noqa: E402
+from .errors import PrivateGPTError, UsageError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Offline document Q&A.")
 err = Console(stderr=True, soft_wrap=True)
@@ -53,6 +53,11 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/]")
             raise typer.Exit(130) from None
+        except Exception as exc:  # a bug of ours: still one line, the traceback with --debug
+            if debug:
+                err.print_exception()
+            err.print(f"[bold red]Unexpected error:[/] {escape(repr(exc))} (run with --debug)")
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -69,6 +74,8 @@ def _setup_logging(debug: bool) -> None:
 
 
 def settings_from(env_file: Path | None, **flags) -> Settings:
+    if env_file is not None and not env_file.is_file():
+        raise UsageError(f"settings file {env_file} does not exist")
     return load_settings(env_file if env_file is not None else ".env", **flags)
 
 
@@ -217,8 +224,7 @@ def ask_cmd(
     if question == "-":
         question = sys.stdin.read()
     if question is not None and not question.strip():
-        err.print("[bold red]Error:[/] the question is empty")
-        raise typer.Exit(2)
+        raise UsageError("the question is empty")
     qa = build_qa(settings)
     if question is None:
         from .repl import Repl

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from .errors import MissingDependencyError, ModelError
+from .errors import ConfigError, MissingDependencyError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,12 @@ def get_embedder(name: str | None, batch_size: int = 32) -> Embedder:
         # costs twice the time for text it was never taught to read.
         return SentenceTransformerEmbedder(str(default_embeddings_path()), batch_size, 128)
     if name.startswith("hash:"):
-        return HashEmbedder(int(name.split(":", 1)[1] or 256))
+        dim = name.split(":", 1)[1] or "256"
+        if not dim.isdigit() or int(dim) < 8:
+            raise ConfigError(
+                f"Invalid setting EMBEDDINGS_MODEL_NAME={name!r}: use hash:<dim>, dim ≥ 8"
+            )
+        return HashEmbedder(int(dim))
     return SentenceTransformerEmbedder(name, batch_size)
 
 

@@ -37,7 +37,7 @@ OCR_MISSING_REASON = "OCR needs rapidocr-onnxruntime: pip install rapidocr-onnxr
 OCR_PDF_MISSING_REASON = "OCR of scanned PDFs needs pypdfium2: pip install pypdfium2"
 
 GROUP_ROWS = 10  # table rows per section
-GROUP_CHARS = 250  # keeps a group of rows inside one chunk (CHUNK_SIZE defaults to 300)
+GROUP_CHARS = 250  # keeps a group of rows inside one chunk (CHUNK_SIZE defaults to 400)
 OCR_MAX_SIDE = 2000  # RapidOCR shrinks anything larger to this anyway
 OCR_OVERLAP = 200  # pixels shared by two slices of a tall image: more than a text line
 MAX_PART_BYTES = 64 << 20  # an EPUB chapter bigger than this when unpacked is a zip bomb

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from .config import Settings
 from .embeddings import Embedder, embedder_id, get_embedder
 from .errors import LoaderError, StoreError, StoreLockedError
 from .splitter import ChineseTextSplitter
-from .store import SCHEMA_VERSION, Chunk, DocRecord, Store, write_failure
+from .store import MANIFEST, SCHEMA_VERSION, Chunk, DocRecord, Store, write_failure
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,9 @@ class Ingestor:
                 f"source folder {source_dir} does not exist: create it and add documents"
             )
         started = time.perf_counter()
+        if dry_run and not (self.settings.persist_directory / MANIFEST).exists():
+            report, jobs, _ = self._plan(None, source_dir, fresh=True, dry_run=True)
+            return _as_plan(report, jobs)  # nothing to lock, nothing created
         with store_lock(self.settings.persist_directory):
             store = Store(self.settings.persist_directory, create=True, embedder=self.embedder)
             try:
@@ -218,10 +222,10 @@ class Ingestor:
 
     # --- planning -------------------------------------------------------------
 
-    def _plan(self, store: Store, source_dir: Path, fresh: bool, dry_run: bool):
+    def _plan(self, store: Store | None, source_dir: Path, fresh: bool, dry_run: bool):
         """Decide what each file needs. Returns (report so far, jobs, removed sources)."""
         report = IngestReport()
-        known = {} if fresh else store.documents()
+        known = {} if fresh or store is None else store.documents()
         jobs: list[_Job] = []
         for path in scan(source_dir):
             source = path.relative_to(source_dir).as_posix()
@@ -236,7 +240,7 @@ class Ingestor:
         return report, jobs, sorted(known)
 
     def _classify(
-        self, store: Store, path: Path, source: str, old: DocRecord | None, dry_run: bool
+        self, store: Store | None, path: Path, source: str, old: DocRecord | None, dry_run: bool
     ) -> _Job | FileResult:
         if path.suffix.lower() not in loaders.LOADERS:
             kind = path.suffix or "(none)"
@@ -250,7 +254,7 @@ class Ingestor:
             return FileResult(source, "failed", reason=_os_reason(exc))
         record = DocRecord(source, digest, stat.st_size, stat.st_mtime_ns, 0, 0.0)
         if old and old.hash == digest:
-            if not dry_run:
+            if store is not None and not dry_run:
                 store.touch_document(record)
             return FileResult(source, "unchanged", old.chunks)
         return _Job(path, source, record, old)
@@ -276,10 +280,11 @@ class Ingestor:
             initargs=(self.settings.ocr_enabled,),
         ) as pool:
             pending: dict[int, Future] = {}
+            broken = False
             ahead = self.workers * 2  # bounded: parsed-but-unwritten files stay few
             for n, job in enumerate(jobs):
                 for m in range(n, min(n + ahead, len(jobs))):
-                    if m not in pending and jobs[m].record.size < BIG_FILE:
+                    if not broken and m not in pending and jobs[m].record.size < BIG_FILE:
                         pending[m] = pool.submit(
                             _parse_in_worker,
                             str(jobs[m].path),
@@ -288,7 +293,16 @@ class Ingestor:
                             self.settings.chunk_overlap,
                         )
                 future = pending.pop(n, None)
-                yield job, (future.result() if future else self._lazy_chunks(job))
+                if future is None or broken:
+                    yield job, self._lazy_chunks(job)
+                    continue
+                try:
+                    yield job, future.result()
+                except BrokenProcessPool:
+                    # A parser died hard (out of memory, a crash in a C library): this file
+                    # fails, the rest are parsed here, one by one.
+                    broken = True
+                    yield job, "the parser process died on this file (out of memory?)"
 
     def _lazy_chunks(self, job: _Job) -> Iterable[Chunk]:
         return iter_chunks(job.path, job.source, self.splitter)

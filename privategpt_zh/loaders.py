@@ -40,10 +40,6 @@ def register(*suffixes: str) -> Callable[[Loader], Loader]:
     return wrap
 
 
-def supported_suffixes() -> list[str]:
-    return sorted(LOADERS)
-
-
 def load(path: Path) -> Iterator[Section]:
     """Yield the text sections of ``path``; raise LoaderError if it can't be read."""
     loader = LOADERS.get(path.suffix.lower())
@@ -179,10 +175,11 @@ def _text_blocks(fh, decoder: codecs.IncrementalDecoder) -> Iterator[Section]:
     pending = ""
     while raw := fh.read(BLOCK_CHARS):
         pending += decoder.decode(raw)
-        cut = pending.rfind("\n", 0, BLOCK_CHARS * 2)
-        if len(pending) >= BLOCK_CHARS and cut > 0:
-            yield Section(pending[: cut + 1])
-            pending = pending[cut + 1 :]
+        if len(pending) >= BLOCK_CHARS:
+            # cut at the last line end; a file without any is cut at the block size
+            cut = pending.rfind("\n", 0, BLOCK_CHARS * 2) + 1 or BLOCK_CHARS
+            yield Section(pending[:cut])
+            pending = pending[cut:]
     pending += decoder.decode(b"", final=True)
     if pending:
         yield Section(pending)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import MissingDependencyError, ModelError
@@ -70,10 +71,12 @@ def _assemble(target: Path) -> None:
     parts = _parts()
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("assembling the embedded model into %s", target)
-    tmp = target.with_name(target.name + ".part")
+    # A name of its own: two first runs at once must not write into the same file.
+    fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    tmp = Path(name)
     digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as out:
+        with os.fdopen(fd, "wb") as out:
             for part in parts:
                 with part.open("rb") as fh:
                     while block := fh.read(1 << 22):

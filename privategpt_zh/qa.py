@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import Settings
-from .errors import NotFoundError
+from .errors import ConfigError, NotFoundError
 from .llm import LLM, SamplingParams
 from .retriever import Retriever
 from .store import Hit
@@ -67,7 +67,6 @@ class Answer:
     text: str
     hits: list[Hit]
     timings: Timings = field(default_factory=Timings)
-    interrupted: bool = False
 
 
 class QA:
@@ -86,10 +85,11 @@ class QA:
         return self._fit(question, found.hits, list(history or []), found.ms)
 
     def _fit(self, question: str, hits: list[Hit], turns: list[Turn], ms: float) -> Prepared:
-        """Drop older turns, then lower-ranked chunks, then shorten the question, until it fits.
+        """Drop older turns, then lower-ranked chunks, then trim the last chunk, until it fits.
 
         The answer's own MAX_NEW_TOKENS are reserved, so llama.cpp never sees a
-        request larger than its context window.
+        request larger than its context window. The best chunk is never dropped:
+        an answer without material is what the tool promises not to give.
         """
         budget = self.llm.n_ctx - self.params.max_new_tokens
         kept_hits, kept_turns = list(hits), list(turns)
@@ -100,14 +100,16 @@ class QA:
                 break
             if kept_turns:
                 kept_turns.pop(0)
-            elif len(kept_hits) > 1 or (
-                kept_hits and len(kept_hits[0].chunk.text) >= len(question)
-            ):
+            elif len(kept_hits) > 1:
                 kept_hits.pop()
-            elif len(question) > 16:
-                question = question[: len(question) * 3 // 4]
+            elif len(kept_hits[0].chunk.text) > 40:
+                kept_hits[0] = _trimmed(kept_hits[0])
             else:
-                break  # nothing left to drop; stream() caps the answer to the room left
+                raise ConfigError(
+                    f"the question and the best passage don't fit into MODEL_N_CTX="
+                    f"{self.llm.n_ctx} with MAX_NEW_TOKENS={self.params.max_new_tokens}: "
+                    "raise MODEL_N_CTX, lower MAX_NEW_TOKENS or ask a shorter question"
+                )
         return Prepared(
             question,
             prompt,
@@ -149,6 +151,11 @@ class QA:
         return Answer(question, text.strip(), prepared.hits, timings)
 
 
+def _trimmed(hit: Hit) -> Hit:
+    text = hit.chunk.text[: len(hit.chunk.text) * 3 // 4]
+    return Hit(replace(hit.chunk, text=text), hit.score)
+
+
 def _user_message(question: str, hits: list[Hit], zh: bool) -> str:
     blocks = []
     for n, hit in enumerate(hits, start=1):
@@ -168,7 +175,7 @@ def build_qa(settings: Settings) -> QA:
     from .embeddings import embedder_id, get_embedder
     from .errors import StoreEmptyError
     from .llm import get_llm
-    from .store import Store
+    from .store import SCHEMA_VERSION, Store
 
     store = Store(settings.persist_directory)
     if store.chunk_count() == 0:
@@ -180,7 +187,7 @@ def build_qa(settings: Settings) -> QA:
     if settings.retrieval_mode != "lexical":
         embedder = get_embedder(settings.embeddings_model_name, settings.embeddings_batch_size)
         store.check_meta(
-            {"embedding_model": embedder_id(embedder)},
+            {"embedding_model": embedder_id(embedder), "schema_version": str(SCHEMA_VERSION)},
             "set EMBEDDINGS_MODEL_NAME back, or re-run `python ingest.py --rebuild`",
         )
     retriever = Retriever(store, embedder, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import NotFoundError, PrivateGPTError
 from .qa import QA, Prepared, Turn
@@ -71,10 +72,10 @@ class Repl:
         try:
             prepared = self.qa.prepare(question, self.history[-self.keep :] if self.keep else [])
         except NotFoundError as exc:
-            self.console.print(f"[yellow]{exc}[/]")
+            self.console.print(f"[yellow]{escape(str(exc))}[/]")
             return
         except PrivateGPTError as exc:
-            self.console.print(f"[bold red]Error:[/] {exc}")
+            self.console.print(f"[bold red]Error:[/] {escape(str(exc))}")
             return
         self.last = prepared
         pieces: list[str] = []
@@ -85,6 +86,9 @@ class Repl:
                 sys.stdout.flush()
         except KeyboardInterrupt:
             self.console.print("\n[yellow](已停止)[/]")
+            return
+        except PrivateGPTError as exc:  # one failed answer must not end the session
+            self.console.print(f"\n[bold red]Error:[/] {escape(str(exc))}")
             return
         self.console.print()
         print_sources(self.console, prepared.hits)

@@ -16,9 +16,10 @@ orphan: searches skip it and the next ingest deletes it, with any staged rows.
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import math
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .embeddings import Embedder, LangChainEmbeddings
-from .errors import MissingDependencyError, StoreEmptyError, StoreError, StoreMismatchError
+from .errors import (
+    MissingDependencyError,
+    PrivateGPTError,
+    StoreEmptyError,
+    StoreError,
+    StoreMismatchError,
+)
 from .segment import query_tokens, query_words, tokenize
 
 log = logging.getLogger(__name__)
@@ -99,6 +106,7 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store in {directory} ({exc})") from exc
         self._vectors = None
+        self._seen_version: int | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -211,11 +219,11 @@ class Store:
 
     def clear(self) -> None:
         """Empty the store (``--rebuild``): every vector, chunk, document and setting."""
-        self.vectors().delete_collection()
-        self._vectors = None
-        with self._tx():
+        with self._tx():  # the manifest first: a crash after it leaves only orphan vectors
             for table in ("chunks_fts", "chunks", "staging", "documents", "meta"):
                 self.db.execute(f"DELETE FROM {table}")
+        self.vectors().delete_collection()
+        self._vectors = None
 
     def sweep_orphans(self) -> int:
         """Delete vectors no manifest chunk owns (left by a crash). Returns how many."""
@@ -251,6 +259,16 @@ class Store:
 
     # --- vectors --------------------------------------------------------------
 
+    def _reload_if_written_elsewhere(self) -> None:
+        """Chroma keeps its index in memory per process: after another process (an ingest)
+        commits, a long-running ask would search stale vectors. SQLite's data_version
+        tells us that happened; then the Chroma client is opened afresh."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if self._vectors is not None and version != self._seen_version:
+            _forget_client(self.directory)
+            self._vectors = None
+        self._seen_version = version
+
     def vectors(self):
         """The langchain-chroma vector store over this store's collection."""
         if self._vectors is None:
@@ -271,6 +289,8 @@ class Store:
                 [_chunk_meta(c) for c in chunks],
                 ids=[c.id for c in chunks],
             )
+        except PrivateGPTError:
+            raise  # the embedder's own errors (a missing model) say what to do already
         except Exception as exc:
             raise StoreError(write_failure(self.directory, exc)) from exc
 
@@ -285,6 +305,7 @@ class Store:
     # --- search ---------------------------------------------------------------
 
     def dense_search(self, vector: list[float], k: int) -> list[Hit]:
+        self._reload_if_written_elsewhere()
         found = self.vectors().similarity_search_by_vector_with_relevance_scores(vector, k)
         chunks = self.chunks_by_id([doc.id for doc, _ in found])
         # Cosine distance → similarity; ids the manifest doesn't know are skipped (orphans).
@@ -354,11 +375,25 @@ class Store:
         }
 
 
+def _low_disk(directory: Path) -> bool:
+    """Chroma reports a full disk as a failed compaction; the free space tells the truth."""
+    try:
+        return shutil.disk_usage(directory).free < 16 << 20
+    except OSError:
+        return False
+
+
 def write_failure(directory: Path, exc: BaseException) -> str:
+    text = str(exc).lower()
+    if "read-only" in text or "readonly" in text or getattr(exc, "errno", None) == errno.EROFS:
+        cause = "the folder is read-only: make it writable"
+    elif "full" in text or getattr(exc, "errno", None) == errno.ENOSPC or _low_disk(directory):
+        cause = "the disk is full: free some space"
+    else:
+        cause = "check the disk and the folder's permissions"
     return (
-        f"could not write to the store in {directory} ({exc}). Is the disk full or the folder "
-        "read-only? What was stored before is intact; free space or fix permissions, then "
-        "run ingest again"
+        f"could not write to the store in {directory} ({exc}): {cause}, then run ingest "
+        "again. What was stored before is intact"
     )
 
 
@@ -378,6 +413,12 @@ def _chunk_meta(c: Chunk) -> dict:
     if c.page is not None:
         meta["page"] = c.page
     return meta
+
+
+def _forget_client(directory: Path) -> None:
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(directory / "chroma"), None)
 
 
 def _open_vectors(directory: Path, embedder: Embedder | None):
@@ -402,7 +443,3 @@ def _open_vectors(directory: Path, embedder: Embedder | None):
         )
     except Exception as exc:
         raise StoreError(f"cannot open the Chroma store in {directory} ({exc})") from exc
-
-
-def dumps_status(status: dict) -> str:
-    return json.dumps(status, ensure_ascii=False)

@@ -128,3 +128,11 @@ def test_question_the_documents_cannot_answer_exits_4(docs, tmp_path):
     assert proc.returncode == 4
     data = json.loads(proc.stdout)
     assert data["not_found"] is True and "do not contain" in data["answer"]
+
+
+def test_bad_hash_embedder_and_missing_env_file_are_one_line_errors(docs, tmp_path):
+    proc = _run([str(ROOT / "ingest.py")], tmp_path, EMBEDDINGS_MODEL_NAME="hash:abc")
+    assert proc.returncode == 2 and "EMBEDDINGS_MODEL_NAME" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _run([str(ROOT / "ask.py"), "--env-file", "nope.env", "问题"], tmp_path)
+    assert proc.returncode == 2 and "nope.env does not exist" in proc.stderr

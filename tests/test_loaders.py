@@ -115,3 +115,11 @@ def test_clean_text_unwraps_cjk_pdf_lines():
     )
     assert loaders.unwrap_cjk("标题\n一、小节") == "标题\n一、小节"  # short lines are headings
     assert loaders.clean_text("奶 牛  乳房炎\r\n\r\n\r\n下一段") == "奶牛乳房炎\n\n下一段"
+
+
+def test_text_without_line_breaks_still_streams(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "BLOCK_CHARS", 1000)
+    path = tmp_path / "one-line.txt"
+    path.write_text("奶" * 5500, encoding="utf-8")
+    sections = list(loaders.load(path))
+    assert len(sections) == 6 and "".join(s.text for s in sections) == "奶" * 5500

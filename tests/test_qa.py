@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from privategpt_zh.errors import NotFoundError
+from privategpt_zh.errors import ConfigError, NotFoundError
 from privategpt_zh.ingest import Ingestor
 from privategpt_zh.llm import FakeLLM
 from privategpt_zh.qa import QA, Turn, build_qa, is_chinese
@@ -37,15 +37,28 @@ def test_prompt_fits_by_dropping_old_turns_then_low_ranked_chunks(settings_for):
     prepared = qa.prepare("奶牛乳房炎怎么预防？", history)
     assert prepared.prompt_tokens <= 1200 - 200
     assert prepared.dropped_turns == 3  # all turns go before any chunk
-    assert [h.chunk.id for h in prepared.hits] == ["c0", "c1", "c2", "c3"][: len(prepared.hits)]
-    assert prepared.dropped_chunks == 4 - len(prepared.hits) > 0
+    kept = [h.chunk.id for h in prepared.hits]
+    assert 1 <= len(kept) < 4 and kept == ["c0", "c1", "c2", "c3"][: len(kept)]
+    assert prepared.dropped_chunks == 4 - len(kept)
+    assert all(h.chunk.text in prepared.prompt for h in prepared.hits)
 
 
-def test_huge_question_is_shortened_not_sent_past_the_window(settings_for):
+def test_the_best_chunk_is_trimmed_never_dropped(settings_for):
+    settings = settings_for(model_n_ctx=600, max_new_tokens=100)
+    qa = QA(settings, _StaticRetriever(_hits(3, size=800)), FakeLLM(n_ctx=600))
+    prepared = qa.prepare("奶牛乳房炎怎么预防？")
+    assert prepared.prompt_tokens <= 500
+    assert [h.chunk.id for h in prepared.hits] == ["c0"]
+    assert (
+        prepared.hits[0].chunk.text.startswith("第0段") and "奶牛乳房炎怎么预防" in prepared.prompt
+    )
+
+
+def test_a_question_too_long_for_the_window_is_a_clear_error(settings_for):
     settings = settings_for(model_n_ctx=600, max_new_tokens=100)
     qa = QA(settings, _StaticRetriever(_hits(2)), FakeLLM(n_ctx=600))
-    prepared = qa.prepare("请问" + "奶牛" * 2000)
-    assert prepared.prompt_tokens <= 500
+    with pytest.raises(ConfigError, match="MODEL_N_CTX=600"):
+        qa.prepare("请问" + "奶牛" * 2000)
 
 
 def test_language_follows_the_question(settings_for):
@@ -97,8 +110,9 @@ def test_real_llama_never_exceeds_its_context(docs, settings_for, model_path):
     Ingestor(settings).run()
     qa = build_qa(settings)
     history = [Turn("奶牛乳房炎" * 50, "预防" * 100)]
-    prepared = qa.prepare("奶牛乳房炎怎么预防？" * 30, history)
+    prepared = qa.prepare("奶牛乳房炎怎么预防？" * 8, history)
     assert prepared.prompt_tokens <= 512 - 128
+    assert len(prepared.hits) >= 1 and prepared.dropped_turns == 1
     assert "".join(qa.stream(prepared))  # llama.cpp accepted it
 
 

@@ -73,3 +73,26 @@ def test_status_lists_documents(tmp_path):
     status = store.status()
     assert status["documents"] == 1 and status["chunks"] == 2
     assert status["files"][0]["source"] == "a.txt" and status["files"][0]["chunks"] == 2
+
+
+def test_long_running_reader_sees_another_process_writes(tmp_path):
+    """An open REPL must find documents an ingest added after it started."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "db"
+    reader = Store(db, create=True, embedder=EMB)
+    _doc(reader, "a.txt", ["奶牛乳房炎的预防方法"])
+    assert len(reader.dense_search(EMB.embed(["猪舍"])[0], 5)) == 1
+    code = (
+        "from pathlib import Path\n"
+        "from privategpt_zh.embeddings import HashEmbedder\n"
+        "from privategpt_zh.ingest import chunk_id\n"
+        "from privategpt_zh.store import Chunk, DocRecord, Store\n"
+        f"s = Store(Path({str(db)!r}), embedder=HashEmbedder(64))\n"
+        "c = Chunk(chunk_id('b.txt', 0, '猪舍通风'), 'b.txt', 0, None, '猪舍通风')\n"
+        "s.put_document(DocRecord('b.txt', 'h', 1, 1, 0, 0.0), [c])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    sources = {h.chunk.source for h in reader.dense_search(EMB.embed(["猪舍"])[0], 5)}
+    assert sources == {"a.txt", "b.txt"}

@@ -76,7 +76,7 @@ def test_read_only_store(docs, tmp_path):
         f"mount --bind {db} {db} && mount -o remount,bind,ro {db}", db, docs
     )
     assert proc.returncode == 1, proc.stderr
-    assert "read-only" in proc.stderr and "Traceback" not in proc.stderr
+    assert "folder is read-only" in proc.stderr and "Traceback" not in proc.stderr
     assert _searchable(db, "伊维菌素") and not _searchable(db, "鸵鸟")
 
 
@@ -104,6 +104,6 @@ def test_disk_full(docs, tmp_path):
         timeout=600,
     )
     assert "exit=1" in proc.stderr or "exit=5" in proc.stderr, proc.stderr[-2000:]
-    assert "disk full" in proc.stderr and "Traceback" not in proc.stderr
+    assert "disk is full" in proc.stderr and "Traceback" not in proc.stderr
     status = proc.stdout.strip().splitlines()[-1]
     assert '"documents": 3' in status  # the earlier documents survived, the big one did not land
