@@ -52,6 +52,7 @@ def main() -> None:
 
 
 def _through_tool(qa, question: str) -> dict:
+    qa.llm._llama.reset()  # no prompt reuse from the last question: both sides start cold
     started = time.perf_counter()
     prepared = qa.prepare(question)
     timings = Timings()
@@ -70,6 +71,7 @@ def _through_tool(qa, question: str) -> dict:
 
 def _direct(qa, prompt: str, max_tokens: int) -> dict:
     llama = qa.llm._llama  # the same loaded model: only the tool's own work differs
+    llama.reset()  # else llama.cpp reuses the KV cache of the identical prompt just run
     started = time.perf_counter()
     first, tokens = None, 0
     for _ in llama.create_completion(

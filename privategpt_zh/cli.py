@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -53,6 +54,8 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise  # exit codes and usage errors already chosen on purpose
         except Exception as exc:  # a bug of ours: still one line, the traceback with --debug
             if debug:
                 err.print_exception()

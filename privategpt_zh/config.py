@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         "hybrid", description="hybrid (BM25 + vectors), dense (vectors) or lexical (BM25)."
     )
     hybrid_dense_weight: float = Field(
-        0.2, ge=0.0, le=1.0, description="Weight of the vector ranking in hybrid fusion."
+        0.15, ge=0.0, le=1.0, description="Weight of the vector ranking in hybrid fusion."
     )
     not_found_threshold: float = Field(
         0.8,

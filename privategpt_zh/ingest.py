@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 SKIPPED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 BATCH = 256  # chunks embedded and written at a time
 BIG_FILE = 32 << 20  # parsed in the main process, streaming, rather than shipped from a worker
+NO_TEXT = "no text found (an empty file or a scanned PDF?)"
+# Reading these is cheaper than starting a worker process (about 2 s of imports each).
+CHEAP = {".txt", ".text", ".md", ".markdown", ".csv", ".tsv"}
 
 
 class Progress(Protocol):
@@ -262,13 +265,42 @@ class Ingestor:
     # --- doing ----------------------------------------------------------------
 
     def _execute(self, store: Store, jobs: list[_Job]) -> Iterator[FileResult]:
+        """Write parsed files; small ones are pooled so the embedder gets full batches."""
+        pooled: list[tuple[_Job, list[Chunk]]] = []
         for job, parsed in self._parsed(jobs):
-            yield self._write(store, job, parsed)
+            if isinstance(parsed, str):
+                yield FileResult(job.source, "failed", reason=parsed)
+            elif isinstance(parsed, list):
+                pooled.append((job, parsed))
+                if sum(len(chunks) for _, chunks in pooled) >= BATCH:
+                    yield from self._write_pooled(store, pooled)
+                    pooled = []
+            else:  # a big file, streamed
+                yield from self._write_pooled(store, pooled)
+                pooled = []
+                yield self._write(store, job, parsed)
+        yield from self._write_pooled(store, pooled)
+
+    def _write_pooled(
+        self, store: Store, pooled: list[tuple[_Job, list[Chunk]]]
+    ) -> Iterator[FileResult]:
+        store.stage([c for _, chunks in pooled if chunks for c in chunks])
+        for job, chunks in pooled:
+            if not chunks:
+                yield FileResult(job.source, "failed", reason=NO_TEXT)
+                continue
+            store.commit_document(job.record)
+            chars = sum(len(c.text) for c in chunks)
+            yield FileResult(
+                job.source, "updated" if job.old else "added", len(chunks), chars=chars
+            )
 
     def _parsed(self, jobs: list[_Job]) -> Iterator[tuple[_Job, Iterable[Chunk] | str]]:
         """Each job with its chunks (or failure reason), parsed ahead in worker processes."""
-        small = [j for j in jobs if j.record.size < BIG_FILE]
-        if self.workers < 2 or len(small) < 4:
+        costly = [
+            j for j in jobs if j.record.size < BIG_FILE and j.path.suffix.lower() not in CHEAP
+        ]
+        if self.workers < 2 or len(costly) < 4:
             for job in jobs:
                 yield job, self._lazy_chunks(job)
             return
@@ -304,12 +336,16 @@ class Ingestor:
                     broken = True
                     yield job, "the parser process died on this file (out of memory?)"
 
-    def _lazy_chunks(self, job: _Job) -> Iterable[Chunk]:
-        return iter_chunks(job.path, job.source, self.splitter)
+    def _lazy_chunks(self, job: _Job) -> Iterable[Chunk] | list[Chunk] | str:
+        """A big file streams; a small one is parsed whole, like in a worker."""
+        if job.record.size >= BIG_FILE:
+            return iter_chunks(job.path, job.source, self.splitter)
+        return _parse_in_worker(
+            str(job.path), job.source, self.settings.chunk_size, self.settings.chunk_overlap
+        )
 
-    def _write(self, store: Store, job: _Job, parsed: Iterable[Chunk] | str) -> FileResult:
-        if isinstance(parsed, str):
-            return FileResult(job.source, "failed", reason=parsed)
+    def _write(self, store: Store, job: _Job, parsed: Iterable[Chunk]) -> FileResult:
+        """Stream one big file into the store, batch by batch."""
         count = chars = 0
         try:
             for batch in _batches(parsed, BATCH):
@@ -319,9 +355,7 @@ class Ingestor:
         except LoaderError as exc:
             return FileResult(job.source, "failed", reason=str(exc))
         if not count:
-            return FileResult(
-                job.source, "failed", reason="no text found (an empty file or a scanned PDF?)"
-            )
+            return FileResult(job.source, "failed", reason=NO_TEXT)
         store.commit_document(job.record)
         return FileResult(job.source, "updated" if job.old else "added", count, chars=chars)
 

@@ -78,19 +78,23 @@ def reference(corpus, tmp_path_factory) -> dict:
     return _snapshot(db)
 
 
-@pytest.mark.parametrize("after_docs", [0, 1, 12, 25])
-def test_kill_minus_nine_then_rerun_equals_clean_run(corpus, reference, tmp_path, after_docs):
+# (documents committed, then seconds more): before any commit, while the big file's
+# chunks are staged, between the big file's commit and the pooled small files, and later.
+@pytest.mark.parametrize("after_docs,delay", [(0, 0.0), (0, 0.4), (1, 0.0), (1, 0.3)])
+def test_kill_minus_nine_then_rerun_equals_clean_run(
+    corpus, reference, tmp_path, after_docs, delay
+):
     db = tmp_path / "db"
     proc = _ingest(db, corpus)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if _committed(db) >= after_docs and (db / "chroma").exists():
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
+    time.sleep(delay)
     assert proc.poll() is None, "ingest finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _committed(db) < len(reference["files"]), "the kill came too late to test anything"
 
     rerun = _ingest(db, corpus)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read().decode()

@@ -104,7 +104,7 @@ def test_real_embedding_model_end_to_end(docs, settings_for):
     settings = settings_for(embeddings_model_name=None, retrieval_mode="dense")
     Ingestor(settings).run()
     store = Store(settings.persist_directory)
-    assert store.meta()["embedding_model"] == "default:all-MiniLM-L6-v2"
+    assert store.meta()["embedding_model"] == "default:all-MiniLM-L6-v2:128/zh64"
     assert store.vector_count() == store.chunk_count() > 0
 
 
@@ -147,12 +147,19 @@ def test_big_file_streams_in_batches(tmp_path, settings_for, monkeypatch):
     import privategpt_zh.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "BATCH", 7)
+    monkeypatch.setattr(ingest_module, "BIG_FILE", 1000)
+    batches = []
+    real_stage = Store.stage
+    monkeypatch.setattr(
+        Store, "stage", lambda self, c: batches.append(len(c)) or real_stage(self, c)
+    )
     src = tmp_path / "source_documents"
     src.mkdir()
     (src / "big.txt").write_text("".join(f"第{i}段：奶牛乳房炎的预防。\n" for i in range(400)))
     report = Ingestor(settings_for(chunk_size=100, chunk_overlap=0)).run()
     store = Store(tmp_path / "db")
     assert report.results[0].chunks == store.chunk_count() == store.vector_count() > 7
+    assert max(batches) == 7 and len(batches) > 10  # streamed, never held whole
     assert store.db.execute("SELECT count(*) FROM staging").fetchone()[0] == 0
 
 
@@ -170,3 +177,19 @@ def test_staged_chunks_are_invisible_until_committed(docs, settings_for):
     Ingestor(settings).run()  # the next run cleans up
     assert store.db.execute("SELECT count(*) FROM staging").fetchone()[0] == 0
     assert store.vector_count() == store.chunk_count()
+
+
+def test_small_files_share_embedding_batches(tmp_path, settings_for, monkeypatch):
+    batches = []
+    real_stage = Store.stage
+    monkeypatch.setattr(
+        Store, "stage", lambda self, c: batches.append(len(c)) or real_stage(self, c)
+    )
+    src = tmp_path / "source_documents"
+    src.mkdir()
+    for n in range(12):
+        (src / f"d{n}.txt").write_text(f"第{n}号。奶牛养殖。", encoding="utf-8")
+    (src / "empty.txt").write_text("", encoding="utf-8")
+    report = Ingestor(settings_for(), workers=1).run()
+    assert batches == [12] and report.count("added") == 12
+    assert _statuses(report)["empty.txt"] == "failed"
