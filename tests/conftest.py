@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,29 @@ PIG_LINES = [
 ]
 PIG_TABLE = [["猪群", "温度"], ["哺乳仔猪", "32-35℃"], ["育肥猪", "18-22℃"]]
 SHEEP_TEXT = "肉羊驱虫\n一般每年春秋两季各驱虫一次。\n常用驱虫药有伊维菌素和阿苯达唑。\n"
+
+
+def subprocess_env(db: Path, src: Path) -> dict[str, str]:
+    """Environment for running ingest.py/ask.py on a tmp store with the fast hash embedder."""
+    env = dict(os.environ)
+    env.update(
+        PERSIST_DIRECTORY=str(db),
+        SOURCE_DIRECTORY=str(src),
+        EMBEDDINGS_MODEL_NAME="hash:256",
+        PYTHONIOENCODING="utf-8",
+    )
+    return env
+
+
+@pytest.fixture
+def stage_calls(monkeypatch) -> list[int]:
+    """Records the size of every Store.stage batch."""
+    from privategpt_zh.store import Store
+
+    sizes: list[int] = []
+    real = Store.stage
+    monkeypatch.setattr(Store, "stage", lambda self, c: sizes.append(len(c)) or real(self, c))
+    return sizes
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -11,27 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
 from privategpt_zh.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(db: Path, src: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PERSIST_DIRECTORY=str(db),
-        SOURCE_DIRECTORY=str(src),
-        EMBEDDINGS_MODEL_NAME="hash:256",
-        PYTHONIOENCODING="utf-8",
-    )
-    return env
-
-
 def _ingest(db: Path, src: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "ingest.py")],
-        env=_env(db, src),
+        env=subprocess_env(db, src),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -143,16 +143,12 @@ def test_parallel_parsing_matches_serial(tmp_path, settings_for):
     ]
 
 
-def test_big_file_streams_in_batches(tmp_path, settings_for, monkeypatch):
+def test_big_file_streams_in_batches(tmp_path, settings_for, monkeypatch, stage_calls):
     import privategpt_zh.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "BATCH", 7)
     monkeypatch.setattr(ingest_module, "BIG_FILE", 1000)
-    batches = []
-    real_stage = Store.stage
-    monkeypatch.setattr(
-        Store, "stage", lambda self, c: batches.append(len(c)) or real_stage(self, c)
-    )
+    batches = stage_calls
     src = tmp_path / "source_documents"
     src.mkdir()
     (src / "big.txt").write_text("".join(f"第{i}段：奶牛乳房炎的预防。\n" for i in range(400)))
@@ -179,12 +175,8 @@ def test_staged_chunks_are_invisible_until_committed(docs, settings_for):
     assert store.vector_count() == store.chunk_count()
 
 
-def test_small_files_share_embedding_batches(tmp_path, settings_for, monkeypatch):
-    batches = []
-    real_stage = Store.stage
-    monkeypatch.setattr(
-        Store, "stage", lambda self, c: batches.append(len(c)) or real_stage(self, c)
-    )
+def test_small_files_share_embedding_batches(tmp_path, settings_for, stage_calls):
+    batches = stage_calls
     src = tmp_path / "source_documents"
     src.mkdir()
     for n in range(12):

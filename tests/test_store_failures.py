@@ -6,13 +6,13 @@ inside a user and mount namespace made with `unshare`, so the test needs no real
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
 from privategpt_zh.store import Store
 
@@ -31,22 +31,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _env(db: Path, src: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PERSIST_DIRECTORY=str(db),
-        SOURCE_DIRECTORY=str(src),
-        EMBEDDINGS_MODEL_NAME="hash:256",
-        PYTHONIOENCODING="utf-8",
-    )
-    return env
-
-
 def _ingest_in_namespace(setup: str, db: Path, src: Path) -> subprocess.CompletedProcess:
     script = f"{setup} && exec {sys.executable} {ROOT / 'ingest.py'}"
     return subprocess.run(
         ["unshare", "-rm", "sh", "-c", script],
-        env=_env(db, src),
+        env=subprocess_env(db, src),
         capture_output=True,
         text=True,
         timeout=300,
@@ -65,7 +54,7 @@ def test_read_only_store(docs, tmp_path):
     db = tmp_path / "db"
     first = subprocess.run(
         [sys.executable, str(ROOT / "ingest.py")],
-        env=_env(db, docs),
+        env=subprocess_env(db, docs),
         capture_output=True,
         text=True,
         timeout=300,
@@ -98,7 +87,7 @@ def test_disk_full(docs, tmp_path):
     )
     proc = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script],
-        env=_env(db, big),
+        env=subprocess_env(db, big),
         capture_output=True,
         text=True,
         timeout=600,
