@@ -44,7 +44,11 @@ class Retriever:
             hits = self._dense(query, k)
         relevance = lexical[0].score if lexical else 0.0
         if self.mode == "hybrid":
-            hits = fuse(lexical, self._dense(query, pool), self._weight(relevance))[:k]
+            fused = fuse(lexical, self._dense(query, pool), self._weight(relevance))[:k]
+            # A chunk only the vectors found, and they got no say, is filler: it would
+            # only slow the model down and show the user an unrelated source.
+            matched = {h.chunk.id for h in lexical}
+            hits = fused[:1] + [h for h in fused[1:] if h.score > 0 or h.chunk.id in matched]
         # Dense scores of a Chinese-blind embedder can't tell "unrelated" apart, so the
         # check runs on the lexical relevance, and not at all in dense mode.
         checked = self.mode != "dense" and self.threshold > 0
@@ -64,7 +68,7 @@ class Retriever:
         """Load the embedding model and the segmenter now, not inside the first question."""
         self.store.lexical_search("预热 warm-up", 1)
         if self.embedder is not None:
-            self.embedder.embed(["预热 warm-up"])
+            self.store.dense_search(self.embedder.embed(["预热 warm-up"])[0], 1)
 
 
 def _min_max(hits: list[Hit]) -> dict[str, float]:

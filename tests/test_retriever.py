@@ -62,3 +62,10 @@ def test_weak_best_match_is_not_found(settings_for):
     found = _retriever(store, settings_for, not_found_threshold=0.8).search("q", 4)
     assert found.not_found and found.relevance == 0.3
     assert not _retriever(store, settings_for, not_found_threshold=0).search("q", 4).not_found
+
+
+def test_vector_only_filler_is_dropped_when_vectors_have_no_say(settings_for):
+    lexical = [_hit("a", CONFIDENT + 1.0)]
+    dense = [_hit("x", 0.9), _hit("y", 0.8)]
+    found = _retriever(_FakeStore(lexical, dense), settings_for).search("q", 4)
+    assert [h.chunk.id for h in found.hits] == ["a"]
