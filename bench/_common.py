@@ -15,6 +15,21 @@ from privategpt_zh.offline import go_offline  # noqa: E402
 go_offline()
 
 
+def bench_settings(source: Path, db: Path, max_new_tokens: int):
+    """Settings for the answering benchmarks: repeatable (greedy, fixed seed)."""
+    from privategpt_zh.config import load_settings
+
+    return load_settings(
+        None,
+        source_directory=source,
+        persist_directory=db,
+        model_dir=ROOT / "models",
+        max_new_tokens=max_new_tokens,
+        temperature=0.0,
+        seed=1,
+    )
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import cmrc
-from _common import ROOT, emit
+from _common import bench_settings, emit
 
-from privategpt_zh.config import load_settings
 from privategpt_zh.errors import NotFoundError
 from privategpt_zh.ingest import Ingestor
 from privategpt_zh.qa import build_qa
@@ -38,15 +37,7 @@ def main() -> None:
     passages, questions = cmrc.load(args.data)
     work = Path(tempfile.mkdtemp(prefix="bench-answer-"))
     db = args.db or work / "db"
-    settings = load_settings(
-        None,
-        source_directory=work / "docs",
-        persist_directory=db,
-        model_dir=ROOT / "models",
-        max_new_tokens=args.max_new_tokens,
-        temperature=0.0,
-        seed=1,
-    )
+    settings = bench_settings(work / "docs", db, args.max_new_tokens)
     if args.db is None or not (db / "manifest.sqlite3").exists():
         cmrc.write_passages(passages, work / "docs")
         Ingestor(settings).run()

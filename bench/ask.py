@@ -12,9 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, peak_rss_mb
+from _common import ROOT, bench_settings, emit, peak_rss_mb
 
-from privategpt_zh.config import load_settings
 from privategpt_zh.ingest import Ingestor
 from privategpt_zh.qa import Timings, build_qa
 
@@ -33,15 +32,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
     db = args.db or Path(tempfile.mkdtemp(prefix="bench-ask-")) / "db"
-    settings = load_settings(
-        None,
-        source_directory=ROOT / "source_documents",
-        persist_directory=db,
-        model_dir=ROOT / "models",
-        max_new_tokens=args.max_new_tokens,
-        temperature=0.0,
-        seed=1,
-    )
+    settings = bench_settings(ROOT / "source_documents", db, args.max_new_tokens)
     Ingestor(settings).run()
     qa = build_qa(settings)
     tool, direct = [], []

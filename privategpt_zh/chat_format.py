@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import ConfigError
@@ -57,16 +58,9 @@ def resolve(setting: str, gguf_template: str | None, architecture: str) -> ChatT
 
 def render(template: ChatTemplate, messages: list[dict[str, str]], bos: str, eos: str) -> str:
     from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = _raise
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
-        source = template.source
-        if template.name == "llama2":
-            source = "{% set ns = namespace(sys='') %}" + source
-        return env.from_string(source).render(
+        return _compiled(template.name, template.source).render(
             messages=messages, add_generation_prompt=True, bos_token=bos, eos_token=eos
         )
     except TemplateError as exc:
@@ -74,6 +68,19 @@ def render(template: ChatTemplate, messages: list[dict[str, str]], bos: str, eos
             f"the chat template ({template.name}) failed to render: {exc}. "
             "Set PROMPT_TEMPLATE=chatml or llama2 to use a built-in format."
         ) from exc
+
+
+@lru_cache(maxsize=8)
+def _compiled(name: str, source: str):
+    """Compile once: the prompt budget renders the same template several times a question."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    if name == "llama2":
+        source = "{% set ns = namespace(sys='') %}" + source
+    return env.from_string(source)
 
 
 def _raise(message: str) -> None:

@@ -112,15 +112,11 @@ class HashEmbedder:
 class LangChainEmbeddings:
     """Our Embedder seen through LangChain's ``Embeddings`` interface (for langchain-chroma)."""
 
-    def __init__(self, embedder: Embedder, batch_size: int = 128) -> None:
+    def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
-        self.batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            vectors.extend(self.embedder.embed(texts[start : start + self.batch_size]))
-        return vectors
+        return self.embedder.embed(texts)  # ingest already hands over bounded batches
 
     def embed_query(self, text: str) -> list[float]:
         return self.embedder.embed([text])[0]
