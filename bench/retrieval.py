@@ -21,7 +21,7 @@ import cmrc
 from _common import emit, percentile
 
 from privategpt_zh.config import load_settings
-from privategpt_zh.embeddings import get_embedder
+from privategpt_zh.embeddings import embedder_for
 from privategpt_zh.ingest import Ingestor
 from privategpt_zh.retriever import Retriever
 from privategpt_zh.store import Store
@@ -54,11 +54,7 @@ def main() -> None:
     Ingestor(settings).run()
     ingest_s = time.perf_counter() - started
     store = Store(settings.persist_directory)
-    embedder = (
-        None
-        if settings.retrieval_mode == "lexical"
-        else get_embedder(settings.embeddings_model_name)
-    )
+    embedder = None if settings.retrieval_mode == "lexical" else embedder_for(settings)
     retriever = Retriever(store, embedder, settings)
     kept_set = set(kept)
     asked = questions[: args.limit] if args.limit else questions

@@ -90,7 +90,7 @@ def settings_from(env_file: Path | None, **flags) -> Settings:
 def ingest_cmd(
     status: Annotated[bool, typer.Option("--status", help="Show what the store holds.")] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="With --status: print one JSON object.")
+        bool, typer.Option("--json", help="Print one JSON object on stdout (with --status too).")
     ] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Start the store afresh.")] = False,
     dry_run: Annotated[
@@ -110,7 +110,10 @@ def ingest_cmd(
 
     ingestor = Ingestor(settings)
     report = ingestor.run(progress=_TqdmProgress(), rebuild=rebuild, dry_run=dry_run)
-    _print_report(report)
+    if as_json:
+        print(json.dumps(_report_json(report), ensure_ascii=False))
+    else:
+        _print_report(report)
     if report.failed and not dry_run:
         raise typer.Exit(5)
 
@@ -158,6 +161,17 @@ def _print_report(report) -> None:
     err.print(table)
     counts = ", ".join(f"{report.count(s)} {s}" for s in colours if report.count(s)) or "no files"
     err.print(f"{counts} in {report.seconds:.1f} s")
+
+
+def _report_json(report) -> dict:
+    return {
+        "dry_run": report.dry_run,
+        "seconds": round(report.seconds, 3),
+        "files": [
+            {"file": r.source, "result": r.status, "chunks": r.chunks, "reason": r.reason}
+            for r in report.results
+        ],
+    }
 
 
 def _print_status(settings: Settings, as_json: bool) -> None:

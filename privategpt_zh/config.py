@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(400, ge=50, le=8000, description="Chunk size in characters.")
     chunk_overlap: int = Field(80, ge=0, description="Characters shared by neighbouring chunks.")
     embeddings_batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+    embeddings_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="How the embedding model runs. auto: ONNX Runtime where the model allows "
+        "(exported once into MODEL_DIR/onnx, checked to give the same vectors), else "
+        "sentence-transformers on torch. onnx: ONNX or fail. torch: always torch.",
+    )
     max_new_tokens: int = Field(384, ge=1, description="Most tokens an answer may have.")
     temperature: float = Field(0.2, ge=0.0, le=5.0, description="Sampling temperature.")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling threshold.")

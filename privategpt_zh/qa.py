@@ -172,7 +172,7 @@ def _user_message(question: str, hits: list[Hit], zh: bool) -> str:
 
 def build_qa(settings: Settings) -> QA:
     """Open the store and load the models the settings name."""
-    from .embeddings import embedder_id, get_embedder
+    from .embeddings import embedder_for, embedder_id
     from .errors import StoreEmptyError
     from .llm import get_llm
     from .store import SCHEMA_VERSION, Store
@@ -185,7 +185,7 @@ def build_qa(settings: Settings) -> QA:
         )
     embedder = None
     if settings.retrieval_mode != "lexical":
-        embedder = get_embedder(settings.embeddings_model_name, settings.embeddings_batch_size)
+        embedder = embedder_for(settings)
         store.check_meta(
             {"embedding_model": embedder_id(embedder), "schema_version": str(SCHEMA_VERSION)},
             "set EMBEDDINGS_MODEL_NAME back, or re-run `python ingest.py --rebuild`",

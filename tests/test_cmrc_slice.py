@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 import cmrc  # noqa: E402
 
-from privategpt_zh.embeddings import get_embedder  # noqa: E402
+from privategpt_zh.config import load_settings  # noqa: E402
+from privategpt_zh.embeddings import embedder_for  # noqa: E402
 from privategpt_zh.ingest import Ingestor  # noqa: E402
 from privategpt_zh.retriever import Retriever  # noqa: E402
 from privategpt_zh.store import Store  # noqa: E402
@@ -31,7 +32,6 @@ def slice_store(tmp_path_factory):
     names = sorted(passages)[:PASSAGES]
     work = tmp_path_factory.mktemp("cmrc")
     cmrc.write_passages({n: passages[n] for n in names}, work / "docs")
-    from privategpt_zh.config import load_settings
 
     settings = load_settings(None, source_directory=work / "docs", persist_directory=work / "db")
     Ingestor(settings).run()  # the embedded MiniLM, for real
@@ -40,10 +40,9 @@ def slice_store(tmp_path_factory):
 
 
 def _doc_at_1(store, settings, questions, mode) -> float:
-    embedder = get_embedder(None) if mode != "lexical" else None
-    from privategpt_zh.config import load_settings
-
-    retriever = Retriever(store, embedder, load_settings(None, retrieval_mode=mode))
+    settings = load_settings(None, retrieval_mode=mode)
+    embedder = embedder_for(settings) if mode != "lexical" else None
+    retriever = Retriever(store, embedder, settings)
     hits = [retriever.search(q.text, 4).hits for q in questions]
     return sum(bool(h) and h[0].chunk.source == q.source for h, q in zip(hits, questions)) / len(
         questions

@@ -104,7 +104,7 @@ def test_real_embedding_model_end_to_end(docs, settings_for):
     settings = settings_for(embeddings_model_name=None, retrieval_mode="dense")
     Ingestor(settings).run()
     store = Store(settings.persist_directory)
-    assert store.meta()["embedding_model"] == "default:all-MiniLM-L6-v2:128/zh64"
+    assert store.meta()["embedding_model"] == "default:all-MiniLM-L6-v2:128/zh32"
     assert store.vector_count() == store.chunk_count() > 0
 
 

@@ -52,7 +52,7 @@ def test_orphan_vectors_are_ignored_then_swept(tmp_path):
     _doc(store, "a.txt", ["奶牛乳房炎的预防方法"])
     # a crash between the vector write and the manifest commit leaves this behind
     orphan = Chunk("orphan", "gone.txt", 0, None, "猪舍通风的要求")
-    store._upsert_vectors([orphan])
+    store._upsert_vectors([orphan], EMB.embed([orphan.text]))
     hits = store.dense_search(EMB.embed(["猪舍通风的要求"])[0], 5)
     assert [h.chunk.source for h in hits] == ["a.txt"]
     assert store.sweep_orphans() == 1
