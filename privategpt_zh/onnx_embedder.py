@@ -15,17 +15,19 @@ modules, no fast tokenizer) is left to sentence-transformers: see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import MissingDependencyError, ModelError, PrivateGPTError
+from .errors import MissingDependencyError, ModelError
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -53,7 +55,7 @@ def supports(folder: Path) -> bool:
         modules = json.loads((folder / "modules.json").read_text())
         config = _sbert_config(folder)
         pooling = _pooling(folder, modules)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     types = [m.get("type") for m in modules]
     return (
@@ -129,7 +131,6 @@ class OnnxEmbedder:
         self._tokenizer = tokenizers.Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         modules = json.loads((self.folder / "modules.json").read_text())
         self._pooling = _pooling(self.folder, modules)
-        self._normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
 
     def _encode(self, texts: list[str], limit: int) -> list[list[float]]:
         import numpy as np
@@ -163,34 +164,65 @@ class OnnxEmbedder:
         else:
             weights = mask[..., None].astype(hidden.dtype)
             vectors = (hidden * weights).sum(1) / np.clip(weights.sum(1), 1e-9, None)
-        if self._normalize:
-            vectors = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        return vectors
+        # Always unit length, as the torch backend asks sentence-transformers for.
+        return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
 
 def ensure_export(folder: Path, cache_dir: Path) -> Path:
-    """The ONNX file for ``folder``, exported and checked on first use."""
+    """The ONNX file for ``folder``, exported and checked on first use.
+
+    A model whose export failed is not tried again on every run (that costs about
+    15 s): the reason is kept beside where the file would be.
+    """
     target = cache_dir / f"{folder.name}-{_fingerprint(folder)}.onnx"
+    failed = target.with_suffix(".failed")
     if target.is_file():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("exporting the embedding model %s to ONNX (once)", folder)
-    fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=cache_dir)
-    os.close(fd)
-    tmp = Path(name)
+    if failed.is_file():
+        raise ModelError(
+            f"{failed.read_text(errors='replace').strip()} (delete {failed} to try again)"
+        )
+    log.info("exporting the embedding model %s to ONNX (once, about 15 s)", folder)
+    tmp = None
     try:
-        _export(folder, tmp)
-        _check_same_vectors(folder, tmp, cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _sweep_parts(cache_dir)
+        fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=cache_dir)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            _export(folder, tmp)
+            _check_same_vectors(folder, tmp, cache_dir)
+        except (MissingDependencyError, OSError):
+            raise  # about this machine, not the model: worth trying again once fixed
+        except ModelError as exc:
+            failed.write_text(str(exc))
+            raise
+        except Exception as exc:  # torch's exporter fails in many ways; all mean "not this model"
+            failed.write_text(f"could not export {folder} to ONNX ({exc})")
+            raise ModelError(f"could not export {folder} to ONNX ({exc})") from exc
+        # mkstemp makes the file private; the cache may be shared by several users
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o644 & ~umask)
         os.replace(tmp, target)
-    except PrivateGPTError:
-        raise
     except OSError as exc:
-        raise ModelError(f"could not write the ONNX model to {cache_dir} ({exc})") from exc
-    except Exception as exc:  # torch's exporter fails in many ways; all mean "not this model"
-        raise ModelError(f"could not export {folder} to ONNX ({exc})") from exc
+        raise ModelError(
+            f"could not write the ONNX model to {cache_dir} ({exc}): make it writable, "
+            "or set EMBEDDINGS_BACKEND=torch"
+        ) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return target
+
+
+def _sweep_parts(cache_dir: Path) -> None:
+    """Remove what exports killed half-way left behind (an hour old: not one running now)."""
+    for part in cache_dir.glob("*.part"):
+        with contextlib.suppress(OSError):
+            if time.time() - part.stat().st_mtime > 3600:
+                part.unlink()
 
 
 def _export(folder: Path, out: Path) -> None:
@@ -244,6 +276,8 @@ def _check_same_vectors(folder: Path, candidate: Path, cache_dir: Path) -> None:
     trial = OnnxEmbedder(folder, cache_dir)
     trial._open(candidate)
     got = np.asarray(trial._encode(PROBES, trial.max_length))
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
     cosine = float(np.min(np.sum(got * want, axis=1)))
     if cosine < SAME_VECTORS:
         raise ModelError(
@@ -267,7 +301,8 @@ def _runtime():
 def _fingerprint(folder: Path) -> str:
     """Bound to the weights' size and mtime and the configs: cheap enough for every start."""
     digest = hashlib.sha256(f"v{EXPORT_VERSION}".encode())
-    for name in ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json"):
+    configs = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json")
+    for name in (*configs, "config_sentence_transformers.json", "1_Pooling/config.json"):
         path = folder / name
         digest.update(path.read_bytes() if path.is_file() else b"-")
     for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
@@ -281,7 +316,9 @@ def _sbert_config(folder: Path) -> dict:
 
 
 def _pooling(folder: Path, modules: list[dict]) -> str:
-    pooling = next(m for m in modules if m["type"].endswith("Pooling"))
+    pooling = next((m for m in modules if str(m.get("type")).endswith("Pooling")), None)
+    if pooling is None:
+        return "other"
     config = json.loads((folder / pooling["path"] / "config.json").read_text())
     modes = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
     if modes == ["pooling_mode_mean_tokens"]:

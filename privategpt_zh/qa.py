@@ -188,7 +188,8 @@ def build_qa(settings: Settings) -> QA:
         embedder = embedder_for(settings)
         store.check_meta(
             {"embedding_model": embedder_id(embedder), "schema_version": str(SCHEMA_VERSION)},
-            "set EMBEDDINGS_MODEL_NAME back, or re-run `python ingest.py --rebuild`",
+            "re-run `python ingest.py --rebuild` "
+            "(or set EMBEDDINGS_MODEL_NAME back if you changed it)",
         )
     retriever = Retriever(store, embedder, settings)
     retriever.warm_up()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import MODEL_DIR, SHARED_DATA
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -33,14 +33,16 @@ def slice_store(tmp_path_factory):
     work = tmp_path_factory.mktemp("cmrc")
     cmrc.write_passages({n: passages[n] for n in names}, work / "docs")
 
-    settings = load_settings(None, source_directory=work / "docs", persist_directory=work / "db")
+    settings = load_settings(
+        None, source_directory=work / "docs", persist_directory=work / "db", model_dir=MODEL_DIR
+    )
     Ingestor(settings).run()  # the embedded MiniLM, for real
     asked = [q for q in questions if q.source in set(names)]
     return settings, Store(settings.persist_directory), asked
 
 
 def _doc_at_1(store, settings, questions, mode) -> float:
-    settings = load_settings(None, retrieval_mode=mode)
+    settings = load_settings(None, retrieval_mode=mode, model_dir=MODEL_DIR)
     embedder = embedder_for(settings) if mode != "lexical" else None
     retriever = Retriever(store, embedder, settings)
     hits = [retriever.search(q.text, 4).hits for q in questions]

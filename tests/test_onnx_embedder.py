@@ -60,24 +60,39 @@ def test_export_is_made_once_and_reused(onnx_default, monkeypatch):
 
 
 def test_auto_falls_back_to_torch_when_the_export_fails(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(onnx_embedder, "_export", _broken_export)
+    calls = []
+    monkeypatch.setattr(onnx_embedder, "_export", lambda *a: calls.append(a) or _broken_export())
     auto = get_embedder(None, backend="auto", cache_dir=tmp_path)
     with caplog.at_level(logging.WARNING):
         vectors = auto.embed(TEXTS[:1])
     assert "instead of ONNX" in caplog.text and "exporter broke" in caplog.text
     torch = get_embedder(None, backend="torch").embed(TEXTS[:1])
     assert np.allclose(vectors, torch, atol=1e-5)
+    # The failure is remembered: the next run neither retries (15 s) nor hides why.
     strict = get_embedder(None, backend="onnx", cache_dir=tmp_path)
-    with pytest.raises(ModelError, match="could not export .*exporter broke"):
+    with pytest.raises(ModelError, match="could not export .*exporter broke.*delete .* again"):
         strict.embed(TEXTS[:1])
-    assert list(tmp_path.iterdir()) == []  # no half-written file is left behind
+    assert len(calls) == 1
+    assert [p.suffix for p in tmp_path.iterdir()] == [".failed"]  # no half-written model
+
+
+def test_unwritable_cache_falls_back_and_says_what_to_do(tmp_path, caplog):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    auto = get_embedder(None, backend="auto", cache_dir=blocked / "onnx")
+    with caplog.at_level(logging.WARNING):
+        assert len(auto.embed(["奶牛"])[0]) == 384
+    assert "make it writable" in caplog.text
+    strict = get_embedder(None, backend="onnx", cache_dir=blocked / "onnx")
+    with pytest.raises(ModelError, match="could not write the ONNX model.*EMBEDDINGS_BACKEND"):
+        strict.embed(["奶牛"])
 
 
 def test_export_that_changes_the_vectors_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_embedder, "SAME_VECTORS", 1.5)  # no export can reach this
     with pytest.raises(ModelError, match="does not reproduce its vectors"):
         onnx_embedder.ensure_export(default_embeddings_path(), tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.suffix for p in tmp_path.iterdir()] == [".failed"]
 
 
 def test_damaged_cache_file_names_itself(onnx_default, tmp_path):
@@ -98,12 +113,32 @@ def test_models_it_cannot_reproduce_stay_on_torch(tmp_path):
     assert not onnx_embedder.supports(tmp_path / "no-such-model")
 
 
-def test_cls_pooling_model_matches_sentence_transformers(tmp_path):
-    folder = _copy_with_pooling(tmp_path / "clspool", "pooling_mode_cls_token")
+@pytest.mark.parametrize("variant", ["cls", "no-normalize"])
+def test_other_poolings_match_sentence_transformers(tmp_path, variant):
+    """CLS pooling, and a model without a Normalize step (the vectors are unit length
+    either way, as the torch backend returns them)."""
+    if variant == "cls":
+        folder = _copy_with_pooling(tmp_path / "clspool", "pooling_mode_cls_token")
+    else:
+        folder = _copy_with_pooling(tmp_path / "plain", "pooling_mode_mean_tokens")
+        modules = json.loads((folder / "modules.json").read_text())
+        (folder / "modules.json").unlink()
+        kept = [m for m in modules if not m["type"].endswith("Normalize")]
+        assert len(kept) < len(modules)
+        (folder / "modules.json").write_text(json.dumps(kept))
     embedder = get_embedder(str(folder), backend="onnx", cache_dir=tmp_path / "cache")
     ours = np.array(embedder.embed(TEXTS[2:5]))
     reference = np.array(SentenceTransformerEmbedder(str(folder)).embed(TEXTS[2:5]))
     assert np.min(np.sum(ours * reference, axis=1)) > 0.9999
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_folder_without_pooling_stays_on_torch(tmp_path):
+    folder = _copy_with_pooling(tmp_path / "nopool", "pooling_mode_mean_tokens")
+    modules = json.loads((folder / "modules.json").read_text())
+    (folder / "modules.json").unlink()
+    (folder / "modules.json").write_text(json.dumps(modules[:1]))
+    assert not onnx_embedder.supports(folder)
 
 
 def test_ingest_and_search_never_import_torch(onnx_default, docs, tmp_path):
