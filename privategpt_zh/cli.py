@@ -74,6 +74,9 @@ def _setup_logging(debug: bool) -> None:
     if not debug:
         for noisy in ("chromadb", "sentence_transformers", "httpx", "jieba"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        # One-time set-up steps take 5-15 s; without a word the first run looks stuck.
+        for once in ("privategpt_zh.models", "privategpt_zh.onnx_embedder"):
+            logging.getLogger(once).setLevel(logging.INFO)
 
 
 def settings_from(env_file: Path | None, **flags) -> Settings:

@@ -70,7 +70,7 @@ def _verified(target: Path) -> bool:
 def _assemble(target: Path) -> None:
     parts = _parts()
     target.parent.mkdir(parents=True, exist_ok=True)
-    log.info("assembling the embedded model into %s", target)
+    log.info("assembling the embedded model into %s (once)", target)
     # A name of its own: two first runs at once must not write into the same file.
     fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     tmp = Path(name)

@@ -182,7 +182,11 @@ def ensure_export(folder: Path, cache_dir: Path) -> Path:
         raise ModelError(
             f"{failed.read_text(errors='replace').strip()} (delete {failed} to try again)"
         )
-    log.info("exporting the embedding model %s to ONNX (once, about 15 s)", folder)
+    log.info(
+        "exporting the embedding model %s/%s to ONNX (once, about 15 s)",
+        folder.parent.name,
+        folder.name,
+    )
     tmp = None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
