@@ -43,7 +43,7 @@ class HuggingFaceEmbeddings(Embeddings):
     def __init__(self, model_name: str) -> None:
         from sentence_transformers import SentenceTransformer
 
-        self.client = SentenceTransformer(model_name)
+        self.client = SentenceTransformer(model_name, local_files_only=True)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         texts = [t.replace("\n", " ") for t in texts]

@@ -138,19 +138,6 @@ class HashEmbedder:
         return [v / norm for v in vec]
 
 
-class LangChainEmbeddings:
-    """Our Embedder seen through LangChain's ``Embeddings`` interface (for langchain-chroma)."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.embed(texts)  # ingest already hands over bounded batches
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embedder.embed([text])[0]
-
-
 def _mostly_cjk(text: str) -> bool:
     han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
     return han > 0.5 * max(len(text.strip()), 1)

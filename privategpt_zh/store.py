@@ -1,7 +1,8 @@
 """The local store: a Chroma collection for vectors, a SQLite manifest for the rest.
 
-Vectors are written and searched through langchain-chroma's ``Chroma`` store,
-which embeds with our embedder (see :class:`embeddings.LangChainEmbeddings`).
+Vectors are searched and deleted through langchain-chroma's ``Chroma`` store and
+written straight into its collection with vectors our embedder computed (the store
+never lets Chroma embed anything itself: its default embedder would download a model).
 
 ``manifest.sqlite3`` is the source of truth. It holds the documents, their
 chunks (text and metadata), a BM25 full-text index of the chunks (FTS5 over
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .embeddings import Embedder, LangChainEmbeddings
+from .embeddings import Embedder
 from .errors import (
     MissingDependencyError,
     StoreEmptyError,
@@ -284,7 +285,7 @@ class Store:
     def vectors(self):
         """The langchain-chroma vector store over this store's collection."""
         if self._vectors is None:
-            self._vectors, self._collection = _open_vectors(self.directory, self.embedder)
+            self._vectors, self._collection = _open_vectors(self.directory)
         return self._vectors
 
     def vector_count(self) -> int:
@@ -429,7 +430,7 @@ def _forget_client(directory: Path) -> None:
     SharedSystemClient._identifier_to_system.pop(str(directory / "chroma"), None)
 
 
-def _open_vectors(directory: Path, embedder: Embedder | None):
+def _open_vectors(directory: Path):
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -446,9 +447,9 @@ def _open_vectors(directory: Path, embedder: Embedder | None):
         vectors = Chroma(
             collection_name=COLLECTION,
             client=client,
-            embedding_function=LangChainEmbeddings(embedder) if embedder else None,
+            embedding_function=None,
             collection_metadata={"hnsw:space": "cosine"},
         )
-        return vectors, client.get_collection(COLLECTION)
+        return vectors, client.get_collection(COLLECTION, embedding_function=None)
     except Exception as exc:
         raise StoreError(f"cannot open the Chroma store in {directory} ({exc})") from exc

@@ -38,7 +38,7 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def _guarded(args, tmp_path, stdin=None):
+def _guarded(args, tmp_path, stdin=None, **settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env.update(
         PERSIST_DIRECTORY=str(tmp_path / "db"),
@@ -48,6 +48,7 @@ def _guarded(args, tmp_path, stdin=None):
         MAX_NEW_TOKENS="16",
         PYTHONIOENCODING="utf-8",
     )
+    env.update(settings)
     return subprocess.run(
         [sys.executable, "-c", GUARD, *args],
         cwd=tmp_path,
@@ -67,13 +68,31 @@ def test_guard_catches_a_connection(tmp_path):
 
 
 def test_ingest_and_ask_open_no_socket(docs, tmp_path, model_path):
-    """The real defaults: MiniLM embeddings, Chroma, hybrid retrieval, llama.cpp."""
-    proc = _guarded([str(ROOT / "ingest.py")], tmp_path)
+    """The real defaults: MiniLM embeddings, Chroma, hybrid retrieval, llama.cpp.
+
+    MODEL_DIR is empty, so the one-time ONNX export of the embedding model runs
+    under the guard too.
+    """
+    fresh = {"MODEL_DIR": str(tmp_path / "models"), "MODEL_PATH": str(model_path)}
+    proc = _guarded([str(ROOT / "ingest.py")], tmp_path, **fresh)
     assert proc.returncode == 0, proc.stderr
-    proc = _guarded([str(ROOT / "ingest.py"), "--status", "--json"], tmp_path)
+    assert list((tmp_path / "models" / "onnx").glob("*.onnx"))
+    proc = _guarded([str(ROOT / "ingest.py"), "--status", "--json"], tmp_path, **fresh)
     assert proc.returncode == 0, proc.stderr
-    proc = _guarded([str(ROOT / "ask.py"), "挤奶前怎样处理乳头？"], tmp_path)
+    proc = _guarded([str(ROOT / "ask.py"), "挤奶前怎样处理乳头？"], tmp_path, **fresh)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
-    proc = _guarded([str(ROOT / "ask.py")], tmp_path, stdin="伊维菌素是做什么的？\n/exit\n")
+    proc = _guarded(
+        [str(ROOT / "ask.py")], tmp_path, stdin="伊维菌素是做什么的？\n/exit\n", **fresh
+    )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_torch_embedding_backend_opens_no_socket(docs, tmp_path, model_path):
+    """sentence-transformers on torch: the fallback and EMBEDDINGS_BACKEND=torch."""
+    torch = {"EMBEDDINGS_BACKEND": "torch"}
+    proc = _guarded([str(ROOT / "ingest.py")], tmp_path, **torch)
+    assert proc.returncode == 0, proc.stderr
+    proc = _guarded([str(ROOT / "ask.py"), "挤奶前怎样处理乳头？"], tmp_path, **torch)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()

@@ -133,7 +133,9 @@ def make_llama_tokenizer(workdir: Path):
     src = workdir / "hf-tokenizer"
     src.mkdir()
     shutil.copy(model_file, src / "tokenizer.model")
-    tok = LlamaTokenizer.from_pretrained(src, legacy=True, add_bos_token=True, add_eos_token=False)
+    tok = LlamaTokenizer.from_pretrained(
+        src, legacy=True, add_bos_token=True, add_eos_token=False, local_files_only=True
+    )
     tok.add_special_tokens({"additional_special_tokens": [SPECIAL_LLAMA]})
     tok.chat_template = CHAT_TEMPLATE
     return tok, model_file
